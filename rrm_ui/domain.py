@@ -336,3 +336,82 @@ class HumanLabel:
     note: str | None = None
     time_taken_s: float | None = None
     blind: bool = False
+
+
+# --- the app: accounts, the annotation queue, batch jobs -------------------------------------
+
+
+class Role(enum.StrEnum):
+    ANNOTATOR = "annotator"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Account:
+    """An annotator account (no password hash leaves the storage layer)."""
+
+    id: int
+    name: str
+    role: Role
+    has_password: bool
+
+
+class QueueFilter(enum.StrEnum):
+    """Which items the annotation queue serves (always only items this annotator has not labelled)."""
+
+    UNLABELLED = "unlabelled"  # items with fewer labels than the overlap asks for
+    VOTE_SPLIT = "vote_split"  # the run's votes on the item were not unanimous
+    POSITION_INCONSISTENT = "position_inconsistent"  # the verdict flipped between presentation orders
+    TRUNCATED = "truncated"  # some judgment of the item ran out of tokens
+    NO_VERDICT = "no_verdict"  # the run reached no decision on the item
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """One annotation queue: a data set, optionally a run whose verdicts are audited, a filter."""
+
+    dataset_id: int
+    run_id: int | None = None  # None: plain preference collection, no model verdict shown
+    filter: QueueFilter = QueueFilter.UNLABELLED
+    subset: str | None = None
+    overlap: int = 1  # how many different annotators should label each item
+
+
+@dataclass(frozen=True)
+class QueueProgress:
+    done: int  # items of this queue the annotator has labelled
+    left: int  # items the queue can still serve to this annotator
+    total: int  # items matching the queue's filter
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: int
+    run_id: int
+    run_name: str
+    dataset_id: int
+    dataset: str
+    status: JobStatus
+    items_total: int
+    items_done: int
+    judgments_error: int
+    tokens: int
+    active_s: float
+    message: str | None
+    owner: str | None
+    bracket_seed: int | None
+    created_at: Any
+    updated_at: Any
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.active_s if self.active_s > 0 else None

@@ -22,10 +22,10 @@ from rrm_ui.domain import (
     Verdict,
 )
 from rrm_ui.storage import DatasetExists, Repository, make_engine, upgrade
-from rrm_ui.storage.db import current_revision
+from rrm_ui.storage.db import MIGRATIONS, current_revision
 from rrm_ui.storage.repository import RunMismatch
 
-TABLES = {"datasets", "items", "runs", "judgments", "item_results", "annotators", "labels", "jobs"}
+TABLES = {"datasets", "items", "runs", "judgments", "item_results", "annotators", "labels", "jobs", "assignments"}
 
 
 def dataset(name: str = "d", n: int = 4, **extra) -> ImportedDataset:  # noqa: ANN003
@@ -64,7 +64,13 @@ def test_migrations_create_every_table_and_are_idempotent(db_url: str) -> None:
     engine = make_engine(db_url)
     upgrade(engine)
     upgrade(engine)
-    assert current_revision(engine) == "0001"
+    from alembic.script import ScriptDirectory
+
+    from rrm_ui.storage.db import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()
+    assert head == f"{len(list(MIGRATIONS.glob('versions/0*.py'))):04d}"  # revisions numbered 0001, 0002, ...
+    assert current_revision(engine) == head
     assert set(inspect(engine).get_table_names()) >= TABLES
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)

@@ -26,6 +26,8 @@ from rrm_ui.domain import (
     StoredItem,
 )
 from rrm_ui.storage import models as m
+from rrm_ui.storage.repo_annotation import AnnotationStore
+from rrm_ui.storage.repo_jobs import JobStore
 
 T = TypeVar("T")
 _CHUNK = 5_000  # rows per bulk insert statement
@@ -39,7 +41,7 @@ class RunMismatch(ValueError):
     pass
 
 
-class Repository:
+class Repository(AnnotationStore, JobStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._read = sessionmaker(engine, expire_on_commit=False)

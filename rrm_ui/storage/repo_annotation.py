@@ -1,0 +1,17 @@
+"""Accounts and the annotation queue (a part of :class:`~rrm_ui.storage.repository.Repository`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+
+
+class AnnotationStore:
+    """Mixin: needs the repository's ``_tx`` and ``_query``."""
+
+    _tx: Callable[..., object]
+    _query: Callable[..., object]
