@@ -688,6 +688,33 @@ def test_observer_is_told_about_error_judgments_too() -> None:
     assert [j.status for j in calls] == [Status.ERROR, Status.ERROR]
 
 
+def test_stream_updates_carry_the_judgments_sample_number_in_adaptive_mode() -> None:
+    updates: list[StreamUpdate] = []
+    judge = make_judge(
+        ScriptedBackend(prefer_first, chunk=3),  # flips with the order: several rounds
+        adaptive=True,
+        swap=True,
+        budget=6,
+        observer=Observer(on_delta=updates.append),
+    )
+    out = pair(judge)
+    assert max(j.sample for j in out.judgments) > 0
+    for j in out.judgments:
+        mine = [u.delta for u in updates if (u.a, u.b, u.sample) == (j.a, j.b, j.sample)]
+        assert "".join(d.reasoning for d in mine) == j.reasoning
+
+
+def test_a_failing_observer_never_changes_the_judgment() -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("display went away")
+
+    quiet = pair(make_judge(ScriptedBackend(prefer_first), votes=2))
+    noisy = pair(make_judge(ScriptedBackend(prefer_first), votes=2, observer=Observer(broken, broken)))
+    assert [j.status for j in noisy.judgments] == [j.status for j in quiet.judgments]
+    assert noisy.winner == quiet.winner
+    assert all(j.error is None for j in noisy.judgments)
+
+
 # ----------------------------------------------------------------------------- runner
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +45,11 @@ class StreamUpdate:
     a: int
     b: int
     delta: Delta
+    first_sample: int = 0  # the judgment's sample number is first_sample + delta.sample
+
+    @property
+    def sample(self) -> int:
+        return self.first_sample + self.delta.sample
 
 
 @dataclass
@@ -55,6 +61,15 @@ class Observer:
 
 
 _request_ids = itertools.count()
+log = logging.getLogger(__name__)
+
+
+def _notify(callback: Callable[..., None], *args: object) -> None:
+    """Call an observer; its failure is logged and never becomes an error of the judgment."""
+    try:
+        callback(*args)
+    except Exception:  # noqa: BLE001 - a display problem must not fail or alter the judging
+        log.exception("observer callback %r failed", callback)
 
 
 def tally(judgments: list[Judgment] | tuple[Judgment, ...]) -> tuple[dict[int, int], int]:
@@ -112,7 +127,7 @@ class Judge:
                         if isinstance(ev, GenRecord):
                             records[ev.sample] = ev
                         elif on_delta is not None:
-                            on_delta(StreamUpdate(item.id, a, b, ev))
+                            _notify(on_delta, StreamUpdate(item.id, a, b, ev, first_sample))
             except Exception as exc:  # noqa: BLE001 - a backend failure is data on the judgment
                 message = f"{type(exc).__name__}: {exc}"
                 for k in range(n):
@@ -123,7 +138,7 @@ class Judge:
             judgments.append(self._to_judgment(rec, a, b, first_sample + k))
         if self.observer.on_judgment is not None:
             for jd in judgments:
-                self.observer.on_judgment(item.id, jd)
+                _notify(self.observer.on_judgment, item.id, jd)
         return judgments
 
     def _to_judgment(self, rec: GenRecord, a: int, b: int, sample: int) -> Judgment:

@@ -141,6 +141,42 @@ class Repository(AnnotationStore, JobStore):
 
         return self._query(read)
 
+    def add_item(self, dataset_name: str, item: Item, *, fmt: str = "live", source: str = "typed in the app") -> int:
+        """Append one item to a data set, created on first use (the Judge tab's typed-in items)."""
+
+        def write(s: Session) -> int:
+            ds_id = s.scalar(select(m.Dataset.id).where(m.Dataset.name == dataset_name))
+            if ds_id is None:
+                row = m.Dataset(name=dataset_name, source=source, format=fmt, notes=[])
+                s.add(row)
+                s.flush()
+                ds_id = row.id
+            n = s.scalar(select(func.count(m.Item.id)).where(m.Item.dataset_id == ds_id)) or 0
+            item_row = m.Item(
+                dataset_id=ds_id,
+                ext_id=item.id,
+                query=item.query,
+                responses=list(item.responses),
+                n_responses=len(item.responses),
+                meta={},
+                source_line=n + 1,
+            )
+            s.add(item_row)
+            s.flush()
+            return item_row.id
+
+        return self._tx(write)
+
+    def item(self, item_db_id: int) -> StoredItem | None:
+        def read(s: Session) -> StoredItem | None:
+            row = s.get(m.Item, item_db_id)
+            if row is None:
+                return None
+            gold = tuple(row.gold_tiers) if row.gold_tiers is not None else None
+            return StoredItem(row.id, Item(row.ext_id, row.query, tuple(row.responses)), row.subset, gold)
+
+        return self._query(read)
+
     # --- runs and results --------------------------------------------------------------------
 
     def get_or_create_run(self, dataset_id: int, name: str, **settings: Any) -> tuple[RunInfo, bool]:
