@@ -1,0 +1,1 @@
+"""The Gradio web app: pages, tabs and the HTML they render."""
