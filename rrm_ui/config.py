@@ -19,7 +19,7 @@ class Settings:
     # storage
     database_url: str = "sqlite:///db/rrm_ui.db"  # any SQLAlchemy URL; postgresql+psycopg://... for teams
     # backend and model
-    backend: str = "vllm"  # vllm | openai | transformers
+    backend: str = "auto"  # auto | vllm | openai | transformers (auto: see backends.choose_backend)
     model: str | None = None  # local directory or hub id; for openai, the served model name
     endpoints: tuple[str, ...] = ()  # OpenAI-compatible base URLs, e.g. http://127.0.0.1:8000/v1
     api_key: str | None = None
@@ -41,6 +41,10 @@ class Settings:
     top_p: float = 1.0
     max_tokens: int = 8192
     seed: int | None = None
+    # the app
+    host: str = "127.0.0.1"
+    port: int = 7860
+    annotation_overlap: int = 1  # how many different annotators label each item in the annotation queue
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -70,6 +74,8 @@ _INT = {
     "max_tokens",
     "seed",
     "max_model_len",
+    "port",
+    "annotation_overlap",
 }
 _FLOAT = {"gpu_memory_utilization", "request_timeout_s", "temperature", "top_p"}
 

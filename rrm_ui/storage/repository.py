@@ -141,7 +141,15 @@ class Repository(AnnotationStore, JobStore):
 
         return self._query(read)
 
-    def add_item(self, dataset_name: str, item: Item, *, fmt: str = "live", source: str = "typed in the app") -> int:
+    def add_item(
+        self,
+        dataset_name: str,
+        item: Item,
+        *,
+        meta: dict[str, Any] | None = None,
+        fmt: str = "live",
+        source: str = "typed in the app",
+    ) -> int:
         """Append one item to a data set, created on first use (the Judge tab's typed-in items)."""
 
         def write(s: Session) -> int:
@@ -158,7 +166,7 @@ class Repository(AnnotationStore, JobStore):
                 query=item.query,
                 responses=list(item.responses),
                 n_responses=len(item.responses),
-                meta={},
+                meta=meta or {},
                 source_line=n + 1,
             )
             s.add(item_row)

@@ -1,0 +1,319 @@
+"""Judging one typed-in item live (the Judge tab): streamed text per comparison, Stop, storage.
+
+A :class:`LiveJudgment` runs :func:`~rrm_ui.engine.runner.judge_item` on the runtime's model
+loop and collects every streamed piece of text under a lock. The web handler reads
+:meth:`LiveJudgment.snapshot` a few times a second (batched updates: the browser never
+receives one message per token). When the judgment ends it is stored at once: the item in
+the data set ``judge-tab``, its judgments and aggregate in a run named after the settings, so
+the user's own label can be attached to it and everything shows up in dashboards and exports.
+
+:meth:`LiveJudgment.stop` cancels the task on the loop, which closes the backend streams and
+aborts generation on the backend. A stopped judgment decided nothing and is not stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from rrm_ui.domain import Choice, Compute, HumanLabel, Item, ItemResult, Judgment, Sampling
+from rrm_ui.engine.judge import Observer, StreamUpdate
+from rrm_ui.engine.runner import judge_item, resolve_strategy
+from rrm_ui.services.judging import default_run_name
+from rrm_ui.services.runtime import Runtime
+from rrm_ui.storage import Repository
+from rrm_ui.storage import models as m
+
+LIVE_DATASET = "judge-tab"
+MAX_RESPONSES = 8
+
+
+class LiveState(enum.StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass
+class _Stream:
+    a: int
+    b: int
+    sample: int
+    started: float
+    reasoning: list[str] = field(default_factory=list)
+    answer: list[str] = field(default_factory=list)
+    pieces: int = 0
+    judgment: Judgment | None = None
+    ended: float | None = None
+
+
+@dataclass(frozen=True)
+class StreamSnapshot:
+    """The text of one sample of one ordered pair so far."""
+
+    a: int
+    b: int
+    sample: int
+    reasoning: str
+    answer: str
+    pieces: int  # streamed pieces so far (about one token each); exact counts come with the judgment
+    elapsed_s: float
+    judgment: Judgment | None  # set once the sample has ended
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    id: str
+    state: LiveState
+    streams: tuple[StreamSnapshot, ...]
+    elapsed_s: float
+    result: ItemResult | None
+    error: str | None
+    item_db_id: int | None
+    run_id: int | None
+
+
+def validate_item(query: str, responses: list[str]) -> Item:
+    """The typed-in query and responses as an item; a clear ValueError when something is missing."""
+    if not query.strip():
+        raise ValueError("type a query first")
+    filled = [r for r in responses if r.strip()]
+    if len(filled) < 2:
+        raise ValueError(f"give at least two responses (found {len(filled)} filled in)")
+    if len(filled) > MAX_RESPONSES:
+        raise ValueError(f"at most {MAX_RESPONSES} responses per item")
+    return Item(f"live-{uuid.uuid4().hex[:12]}", query, tuple(filled))
+
+
+class LiveJudgment:
+    """One item being judged for one user; safe to read from any thread."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        item: Item,
+        *,
+        compute: Compute,
+        sampling: Sampling,
+        strategy: str = "auto",
+        annotator: str | None = None,
+    ) -> None:
+        self.id = item.id
+        self.item = item
+        self.strategy = resolve_strategy(strategy, len(item.responses))
+        self.annotator = annotator
+        self._runtime = runtime
+        self._lock = threading.Lock()
+        self._streams: dict[tuple[int, int, int], _Stream] = {}
+        self._state = LiveState.RUNNING
+        self._result: ItemResult | None = None
+        self._error: str | None = None
+        self._stored: tuple[int, int] | None = None
+        self._started = time.monotonic()
+        self._ended: float | None = None
+        self._judge = runtime.judge(compute, sampling, Observer(self._on_delta, self._on_judgment))
+        self._future: concurrent.futures.Future[None] = runtime.submit(self._run())
+
+    # --- on the model loop -------------------------------------------------------------------
+
+    def _stream(self, a: int, b: int, sample: int) -> _Stream:
+        key = (a, b, sample)
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(a, b, sample, time.monotonic())
+        return st
+
+    def _on_delta(self, update: StreamUpdate) -> None:
+        with self._lock:
+            st = self._stream(update.a, update.b, update.sample)
+            if update.delta.reasoning:
+                st.reasoning.append(update.delta.reasoning)
+            if update.delta.answer:
+                st.answer.append(update.delta.answer)
+            st.pieces += 1
+
+    def _on_judgment(self, _item_id: str, judgment: Judgment) -> None:
+        with self._lock:
+            st = self._stream(judgment.a, judgment.b, judgment.sample)
+            st.judgment = judgment
+            st.ended = time.monotonic()
+
+    async def _run(self) -> None:
+        try:
+            result = await judge_item(self._judge, self.item, self.strategy)
+            stored = await asyncio.to_thread(self._store, result)
+        except asyncio.CancelledError:
+            self._finish(LiveState.STOPPED, None, None, None)
+            raise
+        except Exception as exc:  # noqa: BLE001 - shown to the user, the app goes on
+            self._finish(LiveState.FAILED, None, f"{type(exc).__name__}: {exc}", None)
+            return
+        self._finish(LiveState.DONE, result, None, stored)
+
+    def _store(self, result: ItemResult) -> tuple[int, int]:
+        repo = self._runtime.repo
+        item_db_id = repo.add_item(LIVE_DATASET, self.item, meta={"by": self.annotator})
+        dataset = repo.dataset(LIVE_DATASET)
+        assert dataset is not None
+        run, _ = repo.get_or_create_run(
+            dataset.id,
+            default_run_name(LIVE_DATASET, self._judge, self.strategy),
+            backend=self._judge.backend.name,
+            model=self._judge.backend.model,
+            template=self._judge.fmt.name,
+            template_version=self._judge.fmt.version,
+            strategy=self.strategy,
+            sampling=asdict(self._judge.sampling),
+            compute=asdict(self._judge.compute),
+        )
+        repo.save_result(run.id, item_db_id, result)
+        return item_db_id, run.id
+
+    def _finish(
+        self, state: LiveState, result: ItemResult | None, error: str | None, stored: tuple[int, int] | None
+    ) -> None:
+        with self._lock:
+            self._state, self._result, self._error, self._stored = state, result, error, stored
+            self._ended = time.monotonic()
+
+    # --- from any thread ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Cancel the judgment: the backend streams close and generation is aborted."""
+        self._future.cancel()
+        # the loop reports STOPPED when the task unwinds; say so at once for a cancelled-before-start task
+        if self._future.cancelled():
+            with self._lock:
+                if self._state == LiveState.RUNNING:
+                    self._state = LiveState.STOPPED
+                    self._ended = time.monotonic()
+
+    def wait(self, timeout: float | None = None) -> LiveSnapshot:
+        try:
+            self._future.result(timeout)
+        except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError):
+            pass
+        return self.snapshot()
+
+    @property
+    def finished(self) -> bool:
+        with self._lock:
+            return self._state != LiveState.RUNNING
+
+    def snapshot(self) -> LiveSnapshot:
+        now = time.monotonic()
+        with self._lock:
+            streams = tuple(
+                StreamSnapshot(
+                    st.a,
+                    st.b,
+                    st.sample,
+                    "".join(st.reasoning),
+                    "".join(st.answer),
+                    st.pieces,
+                    (st.ended or self._ended or now) - st.started,
+                    st.judgment,
+                )
+                for st in sorted(self._streams.values(), key=lambda s: (min(s.a, s.b), max(s.a, s.b), s.a, s.sample))
+            )
+            stored = self._stored
+            return LiveSnapshot(
+                self.id,
+                self._state,
+                streams,
+                (self._ended or now) - self._started,
+                self._result,
+                self._error,
+                stored[0] if stored else None,
+                stored[1] if stored else None,
+            )
+
+
+def labelled_pair(result: ItemResult) -> tuple[int, int]:
+    """The pair a human label of a judged item is about: the two responses for a pair, else the top two."""
+    if len(result.ranking) >= 2:
+        return result.ranking[0], result.ranking[1]
+    return 0, 1
+
+
+def model_choice(result: ItemResult, pair: tuple[int, int]) -> Choice | None:
+    """The model's verdict on ``pair`` as a Choice (A: ``pair[0]`` better), or None without a winner."""
+    if result.winner is None:
+        return None
+    if result.winner == pair[0]:
+        return Choice.A
+    if result.winner == pair[1]:
+        return Choice.B
+    return None
+
+
+def label_live(runtime: Runtime, snap: LiveSnapshot, choice: Choice, note: str | None, annotator: str) -> int:
+    """Store the user's own view of a finished, stored live judgment."""
+    if snap.result is None or snap.item_db_id is None:
+        raise ValueError("only a finished judgment can be labelled (a stopped or failed one decided nothing)")
+    pair = labelled_pair(snap.result)
+    mine = model_choice(snap.result, pair)
+    agrees = None if mine is None or choice not in (Choice.A, Choice.B) else choice == mine
+    return runtime.repo.add_label(
+        HumanLabel(
+            annotator=annotator,
+            item_db_id=snap.item_db_id,
+            choice=choice,
+            pair_i=pair[0],
+            pair_j=pair[1],
+            run_id=snap.run_id,
+            agrees_with_model=agrees,
+            note=(note or "").strip() or None,
+        )
+    )
+
+
+__all__ = [
+    "LIVE_DATASET",
+    "MAX_RESPONSES",
+    "LiveJudgment",
+    "LiveSnapshot",
+    "LiveState",
+    "StreamSnapshot",
+    "label_live",
+    "recent",
+    "labelled_pair",
+    "model_choice",
+    "validate_item",
+]
+
+
+def recent(repo: Repository, annotator: str, *, everyone: bool = False, limit: int = 20) -> pd.DataFrame:
+    """The latest Judge-tab items with the model's decision and the annotator's own label.
+
+    An annotator sees the items they judged; ``everyone`` (admins) sees all, with every label.
+    """
+    columns = ["item", "query", "winner", "decision", "label", "annotator", "note"]
+    ds = repo.dataset(LIVE_DATASET)
+    if ds is None:
+        return pd.DataFrame(columns=columns)
+    items = repo.frame("items", [m.Item.dataset_id == ds.id])
+    if not everyone:
+        items = items[items["meta"].map(lambda meta: (meta or {}).get("by") == annotator)]
+    items = items.sort_values("id", ascending=False).head(limit)
+    results = repo.latest_results(ds.id)
+    labels = repo.latest_labels(ds.id)
+    if not everyone:
+        labels = labels[labels["annotator"] == annotator]
+    out = items[["id", "query"]].rename(columns={"id": "item"})
+    out["query"] = out["query"].map(lambda q: q if len(q) <= 120 else q[:117] + "…")
+    res = results.sort_values("id").drop_duplicates("item_id", keep="last")[["item_id", "winner", "decision"]]
+    out = out.merge(res, left_on="item", right_on="item_id", how="left").drop(columns="item_id")
+    out["winner"] = out["winner"].map(lambda w: "" if pd.isna(w) else f"Response {int(w) + 1}")
+    lab = labels.sort_values("id").drop_duplicates(["item_id", "annotator"], keep="last")
+    lab = lab[["item_id", "choice", "annotator", "note"]].rename(columns={"choice": "label"})
+    out = out.merge(lab, left_on="item", right_on="item_id", how="left").drop(columns="item_id")
+    return out[columns].fillna("")

@@ -1,0 +1,72 @@
+"""What every tab's handlers get: the runtime, the job manager, and who is asking.
+
+With no accounts in the database the app runs as one local user, ``local``, with admin
+rights. With accounts, Gradio's login is on and ``request.username`` names the annotator.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rrm_ui.domain import Role
+from rrm_ui.services import accounts
+from rrm_ui.services.jobs import JobManager
+from rrm_ui.services.live import LiveJudgment
+from rrm_ui.services.runtime import Runtime
+
+LOCAL_USER = "local"
+
+
+class RequestLike(Protocol):
+    """The parts of ``gradio.Request`` the handlers use (tests pass a small stand-in)."""
+
+    username: str | None
+    session_hash: str | None
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    is_admin: bool
+
+
+@dataclass
+class AppContext:
+    runtime: Runtime
+    jobs: JobManager
+    login: bool  # accounts exist: every page needs a login
+    overlap: int = 1  # annotation queue: annotators per item
+    _live: dict[str, LiveJudgment] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def repo(self) -> Any:
+        return self.runtime.repo
+
+    def user(self, request: RequestLike | None) -> User:
+        if not self.login:
+            return User(LOCAL_USER, True)
+        name = getattr(request, "username", None)
+        if not name:
+            raise PermissionError("not logged in")
+        account = accounts.account(self.repo, name)
+        if account is None:
+            raise PermissionError(f"no account named {name!r}")
+        return User(account.name, account.role == Role.ADMIN)
+
+    @staticmethod
+    def session(request: RequestLike | None) -> str:
+        return getattr(request, "session_hash", None) or "default"
+
+    def live(self, request: RequestLike | None) -> LiveJudgment | None:
+        with self._lock:
+            return self._live.get(self.session(request))
+
+    def set_live(self, request: RequestLike | None, live: LiveJudgment) -> None:
+        with self._lock:
+            old = self._live.get(self.session(request))
+            self._live[self.session(request)] = live
+        if old is not None and not old.finished:
+            old.stop()
