@@ -5,6 +5,7 @@ rrm-ui judge [FILE] --dataset NAME [--db]   judge a stored data set; rerunning c
 rrm-ui import FILE [--name] [--map ...]     import a data set (JSONL, JSON, CSV, Parquet, .gz)
 rrm-ui export --dataset NAME --format F     human-corrected training data, or a full dump
 rrm-ui db upgrade                           apply database migrations
+rrm-ui users add NAME [--admin] | list      annotator accounts (the app asks for a login once one exists)
 rrm-ui dev tiny-model DIR                   build an offline random-weight model (wiring checks)
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rrm_ui.cli import data, dev, judge
+from rrm_ui.cli import data, dev, judge, users
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     judge.add_parser(sub)
     data.add_parsers(sub)
+    users.add_parser(sub)
     dev.add_parser(sub)
     return parser
 
