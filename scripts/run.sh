@@ -1,25 +1,9 @@
 #!/usr/bin/env bash
-# Set up and run rrm-ui. With no arguments: judge examples/pairs.jsonl with in-process vLLM.
-# RRM_UI_MODEL (a local directory, or a hub id on a machine that can download it) picks the
-# judge; without it a tiny random-weight model is built for a wiring demo (its verdicts are
-# noise). With arguments: they go to `rrm-ui` (e.g. scripts/run.sh judge FILE --out OUT ...).
+# Set up and start the rrm-ui web app (the same as `python3 app.py`): SQLite db/rrm_ui.db,
+# http://127.0.0.1:7860, RRM-7B by default. Arguments go to `rrm-ui serve` (see --help), e.g.
+#   scripts/run.sh --model ./tiny-model          a wiring demo (rrm-ui dev tiny-model ./tiny-model)
+#   scripts/run.sh --endpoint http://host:8000/v1 a running vLLM OpenAI server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-if [ $# -gt 0 ]; then
-  exec .venv/bin/rrm-ui "$@"
-fi
-model="${RRM_UI_MODEL:-}"
-cpu_flags=()
-if ! (command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1); then
-  cpu_flags=(--dtype float32 --enforce-eager --gpu-memory-utilization 0.2 --max-model-len 8192)
-fi
-if [ -z "$model" ]; then
-  [ -f tiny-model/config.json ] || .venv/bin/rrm-ui dev tiny-model ./tiny-model
-  model=./tiny-model
-  echo "No RRM_UI_MODEL set: judging with the random-weight tiny model; its verdicts are noise (wiring demo)." >&2
-  echo "For real verdicts: RRM_UI_MODEL=/path/to/RRM-7B scripts/run.sh" >&2
-fi
-.venv/bin/rrm-ui judge examples/pairs.jsonl --out out/verdicts.jsonl --backend vllm --model "$model" \
-  --votes 4 --swap --max-tokens "${RRM_UI_MAX_TOKENS:-1024}" "${cpu_flags[@]}"
-echo "Results: out/verdicts.jsonl (one line per item; 'comparisons' holds every reasoning trace)" >&2
+exec .venv/bin/python app.py "$@"

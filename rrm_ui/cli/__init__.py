@@ -1,5 +1,6 @@
 """The ``rrm-ui`` command.
 
+rrm-ui serve [options]                      the web app (python app.py does the same)
 rrm-ui judge FILE --out OUT [options]       judge a JSONL file, one result line per item
 rrm-ui judge [FILE] --dataset NAME [--db]   judge a stored data set; rerunning continues it
 rrm-ui import FILE [--name] [--map ...]     import a data set (JSONL, JSON, CSV, Parquet, .gz)
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rrm_ui.cli import data, dev, judge, users
+from rrm_ui.cli import data, dev, judge, serve, users
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    serve.add_parser(sub)
     judge.add_parser(sub)
     data.add_parsers(sub)
     users.add_parser(sub)
