@@ -14,7 +14,10 @@ def test_db_upgrade_creates_the_database(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'sub' / 'rrm.db'}"
     proc = rrm_ui("db", "upgrade", "--db", db)
     assert proc.returncode == 0, proc.stderr
-    assert "revision 0001" in proc.stdout and (tmp_path / "sub" / "rrm.db").exists()
+    from rrm_ui.storage.db import MIGRATIONS
+
+    newest = max(p.name[:4] for p in MIGRATIONS.glob("versions/0*.py"))
+    assert f"revision {newest}" in proc.stdout and (tmp_path / "sub" / "rrm.db").exists()
 
 
 def test_import_llmbar_with_preset_then_export_trl_from_gold_free_labels(shared_data: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from rrm_ui.services.live import LiveJudgment
 from rrm_ui.services.runtime import Runtime
 
 LOCAL_USER = "local"
+MAX_SESSIONS = 256  # finished live judgments kept for labelling, beyond which the oldest are dropped
 
 
 class RequestLike(Protocol):
@@ -65,8 +66,12 @@ class AppContext:
             return self._live.get(self.session(request))
 
     def set_live(self, request: RequestLike | None, live: LiveJudgment) -> None:
+        """Remember the session's judgment (for Stop and labels); finished ones of old sessions are dropped."""
         with self._lock:
-            old = self._live.get(self.session(request))
+            old = self._live.pop(self.session(request), None)
             self._live[self.session(request)] = live
+            finished = [k for k, v in self._live.items() if v.finished]
+            for key in finished[: max(0, len(self._live) - MAX_SESSIONS)]:  # oldest first (insertion order)
+                del self._live[key]
         if old is not None and not old.finished:
             old.stop()

@@ -8,6 +8,7 @@ Keys (static/app.js): 1 A better, 2 B better, 3 tie, 4 both bad, n next, s skip.
 
 from __future__ import annotations
 
+import html
 import time
 from dataclasses import dataclass, field
 
@@ -168,12 +169,10 @@ def _show(session: Session, status: str) -> AnnotateView:
         model = render.banner("info", "Blind mode", "The model's verdict and reasoning appear once you have chosen.")
     else:
         model = _model_html(task)
-    head = f"Item {render.text_inline(task.item.item.id)}" + (
-        f" · subset {task.item.subset}" if task.item.subset else ""
-    )
+    head = f"Item {task.item.item.id}" + (f" · subset {task.item.subset}" if task.item.subset else "")
     return AnnotateView(
         _progress_text(task.progress),
-        f"<div class='rrm-ann-head'>{render.text_inline(head)}</div>{render.markdown(item.query)}",
+        f"<div class='rrm-ann-head'>{html.escape(head)}</div>{render.markdown(item.query)}",
         f"<h4>A · Response {i + 1}</h4>{render.markdown(item.responses[i])}",
         f"<h4>B · Response {j + 1}</h4>{render.markdown(item.responses[j])}",
         model,

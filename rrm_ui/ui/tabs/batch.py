@@ -278,8 +278,12 @@ def render_tab(ctx: AppContext, demo: gr.Blocks) -> None:
 
     upload.upload(on_upload, upload, [summary, rows, name, mapping_box])
     do_import.click(import_fn, [upload, name, preset, mapping, labels], [imported, dataset, ex_dataset])
+    def latest_fn(request: gr.Request) -> dict:
+        jobs = visible_jobs(ctx, request)
+        return {table: jobs_table(jobs), progress: jobs_progress(jobs), job_id: jobs[0].id if jobs else None}
+
     start.click(start_fn, [dataset, budget, votes, swap, adaptive, strategy, run_name], started).then(
-        poll_fn, None, [table, progress]
+        latest_fn, None, [table, progress, job_id], show_progress="hidden"
     )
     timer.tick(poll_fn, None, [table, progress], show_progress="hidden")
     pause.click(action("pause"), job_id, controlled)

@@ -258,7 +258,7 @@ def render_tab(ctx: AppContext) -> None:
         texts = [r1, r2, r3, r4, r5, r6, r7, r8]
         form = JudgeForm(q, texts[: int(n)], b, v, sw, ad, st)
         responses = [t for t in form.responses if t.strip()]
-        shown_html = render.responses_grid(responses) if len(responses) >= 2 else ""
+        shown_html = render.responses_grid(responses, query=q) if len(responses) >= 2 else ""
         for jv in stream(ctx, request, form):
             yield {
                 status: jv.status,

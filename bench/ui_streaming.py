@@ -1,0 +1,123 @@
+"""How the Judge tab holds up with eight comparisons streaming at once, measured in Chromium.
+
+Starts ``python app.py`` on the tiny model (in-process vLLM), judges one pair with 4 votes in both
+orders (8 streams) and a large thinking budget, and records in the page:
+- updates of the panels per second (the server batches them: at most 4 per second),
+- the longest gap between animation frames while streaming (a page that stutters shows long gaps),
+- round trips of a trivial script call while streaming (how quickly the page answers input),
+- that every panel's final text is the stored judgment's complete reasoning.
+
+    .venv/bin/python bench/ui_streaming.py [--budget 8000] [--model DIR]
+
+Needs Debian's chromium and the playwright package (scripts/test.sh installs both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import ensure_tiny_model, machine  # noqa: E402
+
+PROBE = """() => {
+  window.__gaps = []; window.__updates = 0;
+  let last = performance.now();
+  const frame = (t) => {
+    window.__gaps.push(t - last); last = t;
+    if (!window.__stopFrames) requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+  new MutationObserver(() => { window.__updates += 1; })
+    .observe(document.querySelector('#judge-panels'), {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", type=int, default=8000)
+    ap.add_argument("--model", help="model directory (default: ./tiny-model, built if missing)")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="rrm-ui-bench-"))
+    model = ensure_tiny_model(args.model)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp / "bench.db"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "2"}
+    log = (tmp / "app.log").open("w")
+    command = [sys.executable, "app.py", "--model", model, "--db", f"sqlite:///{db}", "--port", str(port),
+               "--max-tokens", str(args.budget)]  # fmt: skip
+    app = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                        args=["--no-sandbox", "--headless", "--disable-gpu"])  # fmt: skip
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    page.goto(f"http://127.0.0.1:{port}")
+                    break
+                except Exception:  # noqa: BLE001 - the server is still starting
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1)
+            page.wait_for_selector("#model-banner:has-text('Model ready')", timeout=300_000)
+            page.fill("#judge-query textarea", "Which answer explains recursion better?")
+            page.fill("#judge-response-1 textarea", "A function that calls itself on a smaller input.")
+            page.fill("#judge-response-2 textarea", "Recursion is when you loop.")
+            for sel, value in (("#judge-budget", args.budget), ("#judge-votes", 4)):
+                box = page.locator(f"{sel} input[type=number]")
+                box.fill(str(value))
+                box.press("Enter")
+            page.check("#judge-swap input")
+            page.evaluate(PROBE)
+            started = time.monotonic()
+            page.click("#judge-go")
+            page.wait_for_selector(".rrm-stream[data-done='0']", timeout=120_000)
+            first = time.monotonic() - started
+            rtts = []
+            while page.locator(".rrm-verdict").count() == 0:
+                t = time.perf_counter()
+                page.evaluate("1")
+                rtts.append((time.perf_counter() - t) * 1000)
+                time.sleep(0.1)
+            total = time.monotonic() - started
+            page.evaluate("window.__stopFrames = true")
+            gaps = page.evaluate("window.__gaps")
+            updates = page.evaluate("window.__updates")
+            panels = page.locator(".rrm-stream").count()
+            shown = page.evaluate("[...document.querySelectorAll('.rrm-stream .rrm-pre')].map(e => e.textContent)")
+            browser.close()
+        with sqlite3.connect(db) as conn:
+            stored = [r[0] for r in conn.execute("select reasoning from judgments")]
+            tokens = sum(r[0] or 0 for r in conn.execute("select completion_tokens from judgments"))
+        complete = sum(1 for text in stored if any(text.strip() and text.strip() in s for s in shown))
+        print(f"machine: {machine()}")
+        print(f"streams: {panels} panels, {tokens:,} tokens in {total:.1f} s (first text after {first:.2f} s)")
+        print(f"panel updates seen by the page: {updates} DOM mutation batches over {total:.1f} s")
+        print(f"animation frame gap while streaming: median {statistics.median(gaps):.1f} ms, "
+              f"p99 {sorted(gaps)[int(len(gaps) * 0.99)]:.1f} ms, max {max(gaps):.1f} ms")  # fmt: skip
+        print(f"script round trip while streaming: median {statistics.median(rtts):.1f} ms, "
+              f"p95 {sorted(rtts)[int(len(rtts) * 0.95)]:.1f} ms over {len(rtts)} probes")  # fmt: skip
+        print(f"final text complete: {complete} of {len(stored)} stored judgments found whole in their panels")
+    finally:
+        app.terminate()
+        app.wait(30)
+
+
+if __name__ == "__main__":
+    main()
