@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from rrm_ui.domain import Choice, QueueFilter, QueueSpec
+from rrm_ui.domain import Choice, QueueFilter, QueueProgress, QueueSpec
 from rrm_ui.services import annotation
 from rrm_ui.services.annotation import Task
 from rrm_ui.ui import render
@@ -186,8 +186,8 @@ def _empty(session: Session, status: str) -> AnnotateView:
     return AnnotateView("", "", "", "", "", status, False, session)
 
 
-def _progress_text(p: object) -> str:
-    return f"**{p.done}** done · **{p.left}** left · {p.total} in this queue"  # type: ignore[attr-defined]
+def _progress_text(p: QueueProgress) -> str:
+    return f"**{p.done}** done · **{p.left}** left · {p.total} in this queue"
 
 
 def _model_summary(task: Task) -> str:
