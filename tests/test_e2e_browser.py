@@ -186,7 +186,8 @@ def test_reasoning_streams_in_before_the_judgment_ends_and_a_label_survives_a_re
     page.wait_for_selector("#model-banner:has-text('Model ready')")
     page.get_by_text("Your recent judgments").click()
     page.wait_for_function(
-        "() => /both_bad[\\s\\S]*neither explains it well/.test(document.querySelector('#judge-history')?.innerText || '')",
+        "() => /both_bad[\\s\\S]*neither explains it well/"
+        ".test(document.querySelector('#judge-history')?.innerText || '')",
         timeout=30_000,
     )
     shot(page, "judge-history-after-reload")
