@@ -8,6 +8,7 @@ rrm_ui.config.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -34,6 +35,14 @@ def shared_data() -> Path:
     path = SHARED / "data"
     if not path.is_dir():
         pytest.fail(f"{path} is missing: the tests read real judging data from ../shared/data")
+    return path
+
+
+def llmbar_subset(shared_data: Path, dest: Path, n: int) -> Path:
+    """The first ``n`` pairs of LLMBar Natural (the raw JSON list) written to ``dest``/llmbar-<n>.json."""
+    rows = json.loads((shared_data / "llmbar/Dataset/LLMBar/Natural/dataset.json").read_text())[:n]
+    path = dest / f"llmbar-{n}.json"
+    path.write_text(json.dumps(rows))
     return path
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, llmbar_subset
+from tests.test_cli import rrm_ui as run_cli
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = ROOT / "test-artifacts"
@@ -78,18 +79,9 @@ class App:
         self.log.close()
 
 
-def rrm_ui(*args: str) -> str:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "rrm_ui", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return done.stdout + done.stderr
-
-
-def llmbar_subset(shared_data: Path, tmp: Path, n: int) -> Path:
-    rows = json.loads((shared_data / "llmbar/Dataset/LLMBar/Natural/dataset.json").read_text())[:n]
-    path = tmp / "llmbar-small.json"
-    path.write_text(json.dumps(rows))
-    return path
+def rrm_ui(*args: str) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.fixture(scope="module")

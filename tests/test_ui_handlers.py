@@ -28,6 +28,7 @@ from rrm_ui.services.live import LIVE_DATASET, LiveState
 from rrm_ui.services.runtime import ModelStatus, Runtime
 from rrm_ui.ui.context import AppContext
 from rrm_ui.ui.tabs import annotate, batch, judge
+from tests.conftest import llmbar_subset
 
 pytestmark = pytest.mark.slow
 
@@ -167,10 +168,8 @@ def test_without_a_model_judging_says_why_and_the_rest_works(tmp_path: Path, sha
 
 @pytest.fixture(scope="module")
 def llmbar(ctx: AppContext, shared_data: Path) -> str:
-    source = shared_data / "llmbar/Dataset/LLMBar/Natural/dataset.json"
-    rows = json.loads(source.read_text())[:6]
-    small = Path(ctx.runtime.settings.database_url.removeprefix("sqlite:///")).parent / "llmbar6.json"
-    small.write_text(json.dumps(rows))
+    folder = Path(ctx.runtime.settings.database_url.removeprefix("sqlite:///")).parent
+    small = llmbar_subset(shared_data, folder, 6)
     import_file(ctx.repo, small, name="llmbar6", mapping=PRESETS["llmbar"])
     return "llmbar6"
 

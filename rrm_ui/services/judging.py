@@ -42,8 +42,9 @@ def default_run_name(dataset: str, judge: Judge, strategy: str) -> str:
     return f"{dataset}:{Path(judge.backend.model).name or judge.backend.name}:{digest}"
 
 
-def plan_run(repo: Repository, dataset_id: int, run_name: str, judge: Judge, strategy: str) -> RunPlan:
-    run, created = repo.get_or_create_run(
+def ensure_run(repo: Repository, dataset_id: int, run_name: str, judge: Judge, strategy: str) -> tuple[RunInfo, bool]:
+    """The run ``run_name`` with this judge's settings (created if new; other settings are refused)."""
+    return repo.get_or_create_run(
         dataset_id,
         run_name,
         backend=judge.backend.name,
@@ -54,6 +55,10 @@ def plan_run(repo: Repository, dataset_id: int, run_name: str, judge: Judge, str
         sampling=asdict(judge.sampling),
         compute=asdict(judge.compute),
     )
+
+
+def plan_run(repo: Repository, dataset_id: int, run_name: str, judge: Judge, strategy: str) -> RunPlan:
+    run, created = ensure_run(repo, dataset_id, run_name, judge, strategy)
     items = repo.items(dataset_id)
     done = repo.judged_item_ids(run.id)
     todo = [it for it in items if it.db_id not in done]
@@ -70,4 +75,4 @@ async def judge_and_store(
         yield result
 
 
-__all__ = ["RunPlan", "default_run_name", "judge_and_store", "plan_run"]
+__all__ = ["RunPlan", "default_run_name", "ensure_run", "judge_and_store", "plan_run"]

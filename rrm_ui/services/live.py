@@ -19,14 +19,14 @@ import enum
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from rrm_ui.domain import Choice, Compute, HumanLabel, Item, ItemResult, Judgment, Sampling
 from rrm_ui.engine.judge import Observer, StreamUpdate
 from rrm_ui.engine.runner import judge_item, resolve_strategy
-from rrm_ui.services.judging import default_run_name
+from rrm_ui.services.judging import default_run_name, ensure_run
 from rrm_ui.services.runtime import Runtime
 from rrm_ui.storage import Repository
 from rrm_ui.storage import models as m
@@ -160,20 +160,9 @@ class LiveJudgment:
 
     def _store(self, result: ItemResult) -> tuple[int, int]:
         repo = self._runtime.repo
-        item_db_id = repo.add_item(LIVE_DATASET, self.item, meta={"by": self.annotator})
-        dataset = repo.dataset(LIVE_DATASET)
-        assert dataset is not None
-        run, _ = repo.get_or_create_run(
-            dataset.id,
-            default_run_name(LIVE_DATASET, self._judge, self.strategy),
-            backend=self._judge.backend.name,
-            model=self._judge.backend.model,
-            template=self._judge.fmt.name,
-            template_version=self._judge.fmt.version,
-            strategy=self.strategy,
-            sampling=asdict(self._judge.sampling),
-            compute=asdict(self._judge.compute),
-        )
+        dataset_id, item_db_id = repo.add_item(LIVE_DATASET, self.item, meta={"by": self.annotator})
+        run_name = default_run_name(LIVE_DATASET, self._judge, self.strategy)
+        run, _ = ensure_run(repo, dataset_id, run_name, self._judge, self.strategy)
         repo.save_result(run.id, item_db_id, result)
         return item_db_id, run.id
 

@@ -149,10 +149,13 @@ class Repository(AnnotationStore, JobStore):
         meta: dict[str, Any] | None = None,
         fmt: str = "live",
         source: str = "typed in the app",
-    ) -> int:
-        """Append one item to a data set, created on first use (the Judge tab's typed-in items)."""
+    ) -> tuple[int, int]:
+        """Append one item to a data set, created on first use (the Judge tab's typed-in items).
 
-        def write(s: Session) -> int:
+        Returns the data set's id and the new item's id.
+        """
+
+        def write(s: Session) -> tuple[int, int]:
             ds_id = s.scalar(select(m.Dataset.id).where(m.Dataset.name == dataset_name))
             if ds_id is None:
                 row = m.Dataset(name=dataset_name, source=source, format=fmt, notes=[])
@@ -171,7 +174,7 @@ class Repository(AnnotationStore, JobStore):
             )
             s.add(item_row)
             s.flush()
-            return item_row.id
+            return ds_id, item_row.id
 
         return self._tx(write)
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from rrm_ui.domain import Compute, JobInfo, JobStatus
+from rrm_ui.domain import JobInfo, JobStatus
 from rrm_ui.io.importers import PRESETS
 from rrm_ui.io.readers import ImportFileError
 from rrm_ui.services import exports, uploads
 from rrm_ui.services.runtime import ModelUnavailable
-from rrm_ui.ui import render
+from rrm_ui.ui import controls, render
 from rrm_ui.ui.context import AppContext, RequestLike
 
 JOB_POLL_S = 1.0
@@ -89,7 +89,7 @@ def start_job(
     info = ctx.repo.dataset(dataset) if dataset else None
     if info is None:
         return "Choose a data set first."
-    compute = Compute(votes=int(votes), swap=bool(swap), adaptive=bool(adaptive), budget=max(2, 2 * int(votes)))
+    compute = controls.compute_from_form(votes, swap, adaptive)
     try:
         job = ctx.jobs.start(
             info.id,
@@ -213,14 +213,7 @@ def render_tab(ctx: AppContext, demo: gr.Blocks) -> None:
             dataset = gr.Dropdown([], label="Data set", elem_id="batch-dataset", allow_custom_value=False)
             run_name = gr.Textbox(label="Run name (empty: named after the settings, so it can be continued)")
         with gr.Row():
-            budget = gr.Slider(
-                256,
-                32768,
-                value=settings.max_tokens,
-                step=256,
-                label="Thinking budget (tokens)",
-                elem_id="batch-budget",
-            )
+            budget = controls.budget_slider(settings, "batch-budget")
             votes = gr.Slider(1, 8, value=1, step=1, label="Votes per order")
             swap = gr.Checkbox(label="Both orders")
             adaptive = gr.Checkbox(label="Adaptive")

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from rrm_ui.domain import Choice, Compute
+from rrm_ui.domain import Choice
 from rrm_ui.services import live as live_service
 from rrm_ui.services.live import MAX_RESPONSES, LiveJudgment, LiveSnapshot, LiveState, StreamSnapshot
 from rrm_ui.services.runtime import ModelUnavailable
-from rrm_ui.ui import render
+from rrm_ui.ui import controls, render
 from rrm_ui.ui.context import AppContext, RequestLike
 
 UPDATE_INTERVAL_S = 0.25  # at most four updates per second per user: plenty for reading, light for the page
@@ -56,9 +56,7 @@ def start(ctx: AppContext, request: RequestLike | None, form: JudgeForm) -> Live
     """Start judging the form's item for this browser session (a previous one still running is stopped)."""
     user = ctx.user(request)
     item = live_service.validate_item(form.query, form.responses)
-    compute = Compute(
-        votes=int(form.votes), swap=bool(form.swap), adaptive=bool(form.adaptive), budget=max(2, 2 * int(form.votes))
-    )
+    compute = controls.compute_from_form(form.votes, form.swap, form.adaptive)
     sampling = ctx.runtime.sampling(max_tokens=int(form.budget))
     judgment = LiveJudgment(
         ctx.runtime,
@@ -218,14 +216,7 @@ def render_tab(ctx: AppContext) -> None:
                 add = gr.Button("Add a response", size="sm", elem_id="judge-add")
                 remove = gr.Button("Remove the last", size="sm", elem_id="judge-remove")
         with gr.Column(scale=2):
-            budget = gr.Slider(
-                256,
-                32768,
-                value=settings.max_tokens,
-                step=256,
-                label="Thinking budget (tokens)",
-                elem_id="judge-budget",
-            )
+            budget = controls.budget_slider(settings, "judge-budget")
             votes = gr.Slider(1, 8, value=1, step=1, label="Votes per order", elem_id="judge-votes")
             swap = gr.Checkbox(label="Judge both presentation orders", value=False, elem_id="judge-swap")
             adaptive = gr.Checkbox(label="Adaptive: more votes only where they disagree", value=False)
