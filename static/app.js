@@ -15,4 +15,28 @@
     event.preventDefault();
     button.click();
   });
+
+  // Dashboards: a click on a chart point lists its rows in the Explorer. Each point's customdata
+  // is the JSON of an explorer filter; it goes into the hidden #drill-input and #drill-go is pressed.
+  const drill = (json) => {
+    const box = document.querySelector("#drill-input textarea, #drill-input input");
+    const go = document.getElementById("drill-go");
+    if (!box || !go) return;
+    box.value = json;
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+    setTimeout(() => go.click(), 50);
+  };
+  const bind = () => {
+    document.querySelectorAll(".rrm-chart .js-plotly-plot").forEach((plot) => {
+      if (plot.dataset.rrmDrill || typeof plot.on !== "function") return;
+      plot.dataset.rrmDrill = "1";
+      plot.on("plotly_click", (event) => {
+        const point = event && event.points && event.points[0];
+        const data = point && point.customdata;
+        if (typeof data === "string" && data.startsWith("{")) drill(data);
+      });
+    });
+  };
+  new MutationObserver(bind).observe(document.body, { childList: true, subtree: true });
+  setInterval(bind, 1000);
 }

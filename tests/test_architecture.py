@@ -23,6 +23,7 @@ FORBIDDEN = {
     "storage": {"backends", "engine", "io", "services", "cli", "ui", "analysis"},
     "services": {"cli", "ui"},
     "ui": {"storage", "backends", "cli"},
+    "analysis": {"backends", "engine", "io", "cli", "services", "ui"},
 }
 HEAVY = {"torch", "vllm", "transformers", "gradio"}
 

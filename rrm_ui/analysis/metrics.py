@@ -57,6 +57,7 @@ __all__ = [
     "agreement",
     "cohen_kappa",
     "confusion",
+    "grouped",
     "krippendorff_alpha_nominal",
     "pairwise",
     "wilson",
@@ -302,25 +303,46 @@ def pairwise(labels: pd.DataFrame, unit: str, rater: str, value: str) -> pd.Data
                 **{name: pd.Series([], dtype=float) for name in PAIRWISE_COLUMNS[3:]},
             }
         )
-    groups = merged.groupby(["r_1", "r_2"], sort=True)
-    pair = groups.ngroup().to_numpy()
-    keys = groups.size().index
-    n_pairs = len(keys)
-    codes, uniques = pd.factorize(pd.concat([merged["v_1"], merged["v_2"]], ignore_index=True))
-    cx, cy = codes[: len(merged)], codes[len(merged) :]
-    n_cat = len(uniques)
-    n = np.bincount(pair, minlength=n_pairs)
-    k = np.bincount(pair, weights=(cx == cy).astype(float), minlength=n_pairs)
-    tx = np.bincount(pair * n_cat + cx, minlength=n_pairs * n_cat).reshape(n_pairs, n_cat)
-    ty = np.bincount(pair * n_cat + cy, minlength=n_pairs * n_cat).reshape(n_pairs, n_cat)
-    p_e = (tx * ty).sum(axis=1) / (n.astype(float) ** 2)
-    agree, agree_low, agree_high = _wilson_arrays(k, n, 1.96)
-    kappa, kappa_low, kappa_high = _kappa_arrays(k / n, p_e, n, 1.96)
+    by_pair = grouped(merged["r_1"].astype(str) + "\x00" + merged["r_2"].astype(str), merged["v_1"], merged["v_2"])
+    names = by_pair["group"].str.split("\x00", n=1, expand=True)
     return pd.DataFrame(
         {
-            "rater_1": keys.get_level_values(0),
-            "rater_2": keys.get_level_values(1),
+            "rater_1": names[0].to_numpy(),
+            "rater_2": names[1].to_numpy(),
+            **{c: by_pair[c].to_numpy() for c in PAIRWISE_COLUMNS[2:]},
+        }
+    )
+
+
+def grouped(groups: Labels, x: Labels, y: Labels, z: float = 1.96) -> pd.DataFrame:
+    """:func:`agreement` and :func:`cohen_kappa` of x and y within each group, in one vectorised pass.
+
+    Columns: group, n, agree, agreement, agreement_low, agreement_high, kappa, kappa_low, kappa_high;
+    one row per group that has at least one complete (x, y) position, sorted by group.
+    """
+    g, xs, ys = _series(groups), _series(x), _series(y)
+    if not len(g) == len(xs) == len(ys):
+        raise ValueError(f"groups, x and y differ in length: {len(g)}, {len(xs)}, {len(ys)}")
+    codes, uniques = pd.factorize(pd.concat([xs, ys], ignore_index=True))
+    cx, cy = codes[: len(xs)], codes[len(xs) :]
+    keep = (cx >= 0) & (cy >= 0) & g.notna().to_numpy()
+    group_codes, keys = pd.factorize(g[keep], sort=True)
+    cx, cy = cx[keep], cy[keep]
+    n_groups, n_cat = len(keys), max(len(uniques), 1)
+    n = np.bincount(group_codes, minlength=n_groups)
+    k = np.bincount(group_codes, weights=(cx == cy).astype(float), minlength=n_groups)
+    tx = np.bincount(group_codes * n_cat + cx, minlength=n_groups * n_cat).reshape(n_groups, n_cat)
+    ty = np.bincount(group_codes * n_cat + cy, minlength=n_groups * n_cat).reshape(n_groups, n_cat)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_e = (tx * ty).sum(axis=1) / (n.astype(float) ** 2)
+    agree, agree_low, agree_high = _wilson_arrays(k, n, z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa, kappa_low, kappa_high = _kappa_arrays(k / n, p_e, n, z)
+    return pd.DataFrame(
+        {
+            "group": np.asarray(keys, dtype=object),
             "n": n.astype(np.int64),
+            "agree": k.astype(np.int64),
             "agreement": agree,
             "agreement_low": agree_low,
             "agreement_high": agree_high,

@@ -105,11 +105,15 @@ class LiveJudgment:
         sampling: Sampling,
         strategy: str = "auto",
         annotator: str | None = None,
+        stored_item: tuple[str, int] | None = None,
     ) -> None:
+        """``stored_item`` (data set name, item id): re-judge an item already in the database; the
+        result goes to that data set, in the run named after these settings."""
         self.id = item.id
         self.item = item
         self.strategy = resolve_strategy(strategy, len(item.responses))
         self.annotator = annotator
+        self._stored_item = stored_item
         self._runtime = runtime
         self._lock = threading.Lock()
         self._streams: dict[tuple[int, int, int], _Stream] = {}
@@ -160,8 +164,16 @@ class LiveJudgment:
 
     def _store(self, result: ItemResult) -> tuple[int, int]:
         repo = self._runtime.repo
-        dataset_id, item_db_id = repo.add_item(LIVE_DATASET, self.item, meta={"by": self.annotator})
-        run_name = default_run_name(LIVE_DATASET, self._judge, self.strategy)
+        if self._stored_item is None:
+            dataset = LIVE_DATASET
+            dataset_id, item_db_id = repo.add_item(LIVE_DATASET, self.item, meta={"by": self.annotator})
+        else:
+            dataset, item_db_id = self._stored_item
+            info = repo.dataset(dataset)
+            if info is None:
+                raise ValueError(f"the data set {dataset!r} is gone")
+            dataset_id = info.id
+        run_name = default_run_name(dataset, self._judge, self.strategy)
         run, _ = ensure_run(repo, dataset_id, run_name, self._judge, self.strategy)
         repo.save_result(run.id, item_db_id, result)
         return item_db_id, run.id

@@ -26,6 +26,7 @@ from rrm_ui.domain import (
     StoredItem,
 )
 from rrm_ui.storage import models as m
+from rrm_ui.storage.repo_analytics import AnalyticsStore
 from rrm_ui.storage.repo_annotation import AnnotationStore
 from rrm_ui.storage.repo_jobs import JobStore
 
@@ -41,7 +42,7 @@ class RunMismatch(ValueError):
     pass
 
 
-class Repository(AnnotationStore, JobStore):
+class Repository(AnnotationStore, JobStore, AnalyticsStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._read = sessionmaker(engine, expire_on_commit=False)

@@ -15,7 +15,7 @@ import gradio as gr
 from rrm_ui.services.runtime import ModelState, ModelStatus
 from rrm_ui.ui import render
 from rrm_ui.ui.context import AppContext
-from rrm_ui.ui.tabs import annotate, batch, judge
+from rrm_ui.ui.tabs import annotate, batch, dashboard, explorer, judge
 
 STATIC = Path(__file__).resolve().parents[2] / "static"
 BANNER_POLL_S = 2.0
@@ -65,13 +65,21 @@ def build(ctx: AppContext) -> gr.Blocks:
         def who_fn(request: gr.Request) -> str:
             return whoami(ctx, request)
 
-        with gr.Tabs(elem_id="tabs"):
+        with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Judge", id="judge", elem_id="tab-judge"):
                 history_fn, history = judge.render_tab(ctx)
             with gr.Tab("Annotate", id="annotate", elem_id="tab-annotate"):
                 annotate.render_tab(ctx, demo)
             with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
                 batch.render_tab(ctx, demo)
+            with gr.Tab("Dashboards", id="dashboards", elem_id="tab-dashboards") as dash_tab:
+                dash = dashboard.render_tab(ctx)
+            with gr.Tab("Explorer", id="explorer", elem_id="tab-explorer") as explorer_tab:
+                exp = explorer.render_tab(ctx)
+        explorer.wire_drill(ctx, exp, dash.drill_input, dash.drill_go, tabs)
+        dash_fn, dash_in, dash_out = dash.refresh
+        dash_tab.select(dash_fn, dash_in, dash_out, show_progress="minimal")
+        explorer_tab.select(exp.explore_fn, [exp.extra, *exp.filters], exp.outputs, show_progress="minimal")
         demo.load(who_fn, None, who, queue=False)
         demo.load(history_fn, None, history, queue=False)
         demo.load(refresh, None, [banner, poll], queue=False)

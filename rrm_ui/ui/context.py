@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from rrm_ui.domain import Role
 from rrm_ui.services import accounts
+from rrm_ui.services.insights import Insights
 from rrm_ui.services.jobs import JobManager
 from rrm_ui.services.live import LiveJudgment
 from rrm_ui.services.runtime import Runtime
@@ -39,12 +40,21 @@ class AppContext:
     jobs: JobManager
     login: bool  # accounts exist: every page needs a login
     overlap: int = 1  # annotation queue: annotators per item
+    _insights: Insights | None = None
     _live: dict[str, LiveJudgment] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def repo(self) -> Any:
         return self.runtime.repo
+
+    @property
+    def insights(self) -> Insights:
+        """The dashboards' cache of derived frames (one per app, built on first use)."""
+        with self._lock:
+            if self._insights is None:
+                self._insights = Insights(self.repo)
+            return self._insights
 
     def user(self, request: RequestLike | None) -> User:
         if not self.login:
@@ -61,15 +71,19 @@ class AppContext:
     def session(request: RequestLike | None) -> str:
         return getattr(request, "session_hash", None) or "default"
 
-    def live(self, request: RequestLike | None) -> LiveJudgment | None:
+    def live(self, request: RequestLike | None, slot: str = "judge") -> LiveJudgment | None:
         with self._lock:
-            return self._live.get(self.session(request))
+            return self._live.get(f"{slot}:{self.session(request)}")
 
-    def set_live(self, request: RequestLike | None, live: LiveJudgment) -> None:
-        """Remember the session's judgment (for Stop and labels); finished ones of old sessions are dropped."""
+    def set_live(self, request: RequestLike | None, live: LiveJudgment, slot: str = "judge") -> None:
+        """Remember the session's judgment (for Stop and labels); finished ones of old sessions are dropped.
+
+        Each tab that judges has its own ``slot``, so re-judging in the explorer leaves the Judge tab alone.
+        """
+        key = f"{slot}:{self.session(request)}"
         with self._lock:
-            old = self._live.pop(self.session(request), None)
-            self._live[self.session(request)] = live
+            old = self._live.pop(key, None)
+            self._live[key] = live
             finished = [k for k, v in self._live.items() if v.finished]
             for key in finished[: max(0, len(self._live) - MAX_SESSIONS)]:  # oldest first (insertion order)
                 del self._live[key]
