@@ -55,7 +55,7 @@ def agreement_bars(
     base: dict[str, Any],
     flag: str,
 ) -> go.Figure:
-    """Agreement (%) per group with its 95% interval; a click lists the group's disagreements."""
+    """Agreement (%) per group with its 95% interval; a click lists the group's rows (``flag``: with a reference)."""
     t = table[table["decisive"] > 0]
     if t.empty:
         return empty(title, f"no decisive {reference} references in this scope")
@@ -164,8 +164,8 @@ def runs_bars(runs: pd.DataFrame, *, base: dict[str, Any]) -> go.Figure:
     if runs.empty:
         return empty(title, "no runs in this scope")
     fig = _fig(title, "run", "agreement (%)", barmode="group", yaxis_range=[0, 105])
-    for k, (col, ref, flag) in enumerate((("agreement_humans", "humans", "disagree_human"),
-                                          ("agreement_gold", "gold", "disagree_gold"))):  # fmt: skip
+    for k, (col, ref, flag) in enumerate((("agreement_humans", "humans", "labelled"),
+                                          ("agreement_gold", "gold", "has_gold"))):  # fmt: skip
         fig.add_bar(x=runs["run"], y=runs[col] * 100, name=f"vs {ref}", marker_color=PALETTE[k],
                     customdata=[_drill(base, run=r, flags=[flag]) for r in runs["run"]],
                     hovertemplate=f"%{{x}} vs {ref}: %{{y:.1f}}%<extra></extra>")  # fmt: skip

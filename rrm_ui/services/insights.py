@@ -21,6 +21,7 @@ from rrm_ui.analysis import compute as comp
 from rrm_ui.analysis import disagreement as dis
 from rrm_ui.analysis.frames import GOLD, Frames, build
 from rrm_ui.analysis.metrics import Estimate, wilson
+from rrm_ui.domain import Item
 from rrm_ui.storage import Repository
 
 HUMANS = "humans"
@@ -32,6 +33,7 @@ FLAGS = {
     "truncated": "a sample was truncated",
     "no_verdict": "model decided nothing",
     "labelled": "has human labels",
+    "has_gold": "has a gold label",
     "unlabelled": "no human label",
 }
 SORTS = {
@@ -260,6 +262,8 @@ class Insights:
             item_db_id=item_db_id,
             dataset=str(f.items.loc[f.items["item_id"] == item_db_id, "dataset"].iat[0]),
             item=stored.item,
+            subset=stored.subset,
+            gold_tiers=stored.gold_tiers,
             results=results.reset_index(drop=True),
             judgments=self.repo.item_judgments(item_db_id),
             labels=self.repo.item_labels(item_db_id),
@@ -270,7 +274,9 @@ class Insights:
 class ItemDetail:
     item_db_id: int
     dataset: str
-    item: Any  # rrm_ui.domain.Item
+    item: Item
+    subset: str | None
+    gold_tiers: tuple[int, ...] | None
     results: pd.DataFrame  # one row per run (the explorer's columns)
     judgments: pd.DataFrame  # every sample of every run, text included
     labels: pd.DataFrame  # every label, history included
@@ -336,6 +342,8 @@ def _flag(rows: pd.DataFrame, f: Frames, flag: str, annotator: str | None) -> pd
         return rows["n_truncated"].fillna(0) > 0
     if flag == "no_verdict":
         return rows["model_choice"].eq("none")
+    if flag == "has_gold":
+        return rows["gold_choice"].notna()
     if flag == "labelled":
         return rows["labels"] > 0
     if flag == "unlabelled":

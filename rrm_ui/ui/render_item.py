@@ -34,11 +34,11 @@ def item_view(detail: Any) -> str:
     """The item (query, responses side by side, gold), then one section per run, then the labels."""
     item = detail.item
     gold = ""
-    if item.gold_tiers is not None:
-        tiers = ", ".join(f"Response {k + 1}: tier {t}" for k, t in enumerate(item.gold_tiers))
+    if detail.gold_tiers is not None:
+        tiers = ", ".join(f"Response {k + 1}: tier {t}" for k, t in enumerate(detail.gold_tiers))
         gold = f'<div class="rrm-note">Gold (lower tier is better): {_e(tiers)}</div>'
     head = (f'<div class="rrm-item-head" data-item="{_e(detail.item_db_id)}">Item {_e(item.id)} · data set '
-            f"{_e(detail.dataset)}{' · subset ' + _e(item.subset) if item.subset else ''}</div>")  # fmt: skip
+            f"{_e(detail.dataset)}{' · subset ' + _e(detail.subset) if detail.subset else ''}</div>")  # fmt: skip
     return head + responses_grid(list(item.responses), query=item.query) + gold + labels_table(detail.labels)
 
 

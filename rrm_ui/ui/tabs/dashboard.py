@@ -43,28 +43,31 @@ def scope_of(dataset: str | None, runs: list[str] | None, reference: str | None)
 
 def view(ctx: AppContext, request: RequestLike | None, scope: Scope, group_by: str = "run") -> DashboardView:
     ctx.user(request)  # logged-in users only
-    d = ctx.insights.dashboard(scope)
+    group = group_by if group_by in GROUP_BY else "run"
+    if group == "annotator" and scope.reference != HUMANS:
+        group = "run"  # one reference rater (gold or one annotator): nothing to break down by annotator
+    d = ctx.insights.dashboard(scope, group)
     ref = _ref_name(scope.reference)
-    flag = "disagree_gold" if scope.reference == GOLD else "disagree_human"
+    flag = "has_gold" if scope.reference == GOLD else "labelled"  # a bar lists all the rows behind it
     base: dict[str, Any] = {"dataset": scope.dataset} if scope.dataset else {}
+    ref_base = dict(base)  # charts about one annotator's labels list that annotator's items
     if scope.reference not in (HUMANS, GOLD):
-        base["annotator"] = scope.reference
-    group = "annotator" if group_by == "annotator" and scope.reference == HUMANS else group_by
-    table = d.by_group.get(group if group != "annotator" else "annotator", d.by_group["run"])
+        ref_base["annotator"] = scope.reference
+    table = d.by_group[group]
     drill_key = {"run": "run", "subset": "subset", "data set": "dataset", "annotator": "annotator"}[group]
     flips = d.flips.rename(columns={"judged_both_orders": "n"})
     truncation = d.totals.rename(columns={"run": "group", "truncation_rate": "rate"})
     figures = {
         "agreement": charts.agreement_bars(table, title=f"Agreement with {ref} by {group} (95% intervals)",
-                                           x_title=group, reference=ref, drill_key=drill_key, base=base, flag=flag),
-        "confusion": charts.confusion_heatmap(d.confusion, reference=ref, base=base, ref_key=scope.reference),
+                                           x_title=group, reference=ref, drill_key=drill_key, base=ref_base, flag=flag),
+        "confusion": charts.confusion_heatmap(d.confusion, reference=ref, base=ref_base, ref_key=scope.reference),
         "runs": charts.runs_bars(d.runs, base=base),
         "annotators": charts.annotator_kappa(d.annotator_pairs, base=base),
         "flips": charts.rate_bars(flips, title="Position inconsistency: verdict flips with the order, per run",
                                   x="run", y="items whose verdict flips (%)", count="inconsistent", total="n",
                                   base=base, drill={"flags": ["inconsistent"]}),
         "splits": charts.vote_split_bars(d.splits, base=base),
-        "margin": charts.margin_bars(d.by_margin, reference=ref, base=base, flag=flag),
+        "margin": charts.margin_bars(d.by_margin, reference=ref, base=ref_base, flag=flag),
         "tokens": charts.token_bars(d.tokens, base=base),
         "tokens_by_subset": charts.stat_bars(d.tokens_by_subset, title="Reasoning tokens by subset (median, "
                                              "whisker to p90)", x="subset", y="reasoning tokens per judgment",
@@ -79,8 +82,8 @@ def view(ctx: AppContext, request: RequestLike | None, scope: Scope, group_by: s
         "truncation": charts.rate_bars(truncation, title="Truncation: judgments cut off by the thinking budget",
                                        x="run", y="truncated judgments (%)", count="truncated", total="judgments",
                                        base=base, drill={"flags": ["truncated"]}, color=charts.COLORS["truncated"]),
-        "by_length": charts.length_accuracy(d.by_length, reference=ref, base=base),
-        "by_votes": charts.votes_accuracy(d.by_votes, reference=ref, base=base),
+        "by_length": charts.length_accuracy(d.by_length, reference=ref, base=ref_base),
+        "by_votes": charts.votes_accuracy(d.by_votes, reference=ref, base=ref_base),
         "compute": charts.compute_scatter(d.fixed_vs_adaptive, base=base),
     }  # fmt: skip
     tables = {
