@@ -87,7 +87,12 @@ def _result(item_ext: str, outcome: PairOutcome) -> ItemResult:
 @pytest.fixture(scope="module")
 def world(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> World:
     tmp = tmp_path_factory.mktemp("dash")
-    engine = make_engine(f"sqlite:///{tmp / 'dash.db'}")
+    return build_world(f"sqlite:///{tmp / 'dash.db'}", shared_data, tmp)
+
+
+def build_world(url: str, shared_data: Path, tmp: Path) -> World:
+    """LLMBar pairs with gold, two runs with seeded verdicts and three annotators' labels, stored at ``url``."""
+    engine = make_engine(url)
     upgrade(engine)
     repo = Repository(engine)
     ds = import_file(repo, llmbar_subset(shared_data, tmp, N_ITEMS), name="llmbar-known", mapping=PRESETS["llmbar"])

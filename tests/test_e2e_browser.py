@@ -302,3 +302,67 @@ def test_two_annotators_get_separate_queues_and_payloads_stay_inert(team_browser
     assert team_app.query("select a.name, l.choice from labels l join annotators a on a.id = l.annotator_id") == [
         ("ann1", "A")
     ]
+
+
+# --- Dashboards and Explorer ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dash_app(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App, object]]:
+    from tests.test_dashboards import build_world
+
+    tmp = tmp_path_factory.mktemp("e2e-dash")
+    world = build_world(f"sqlite:///{tmp / 'app.db'}", shared_data, tmp)
+    a = App(tmp, "--model", str(tmp / "no-such-model"), "--backend", "transformers")
+    a.wait("serving on")
+    yield a, world
+    a.stop()
+
+
+def click_point(pg, selector: str, index: int = 0) -> None:  # noqa: ANN001
+    """Click the centre of a plotly bar or marker (plotly's drag layer covers it for locator clicks)."""
+    point = pg.locator(f"{selector} .js-plotly-plot g.point path").nth(index)
+    box = point.bounding_box()
+    assert box is not None, f"no point {index} in {selector}"
+    pg.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def test_dashboard_bar_drills_down_to_its_rows_and_a_trace_opens(browser, dash_app) -> None:  # noqa: ANN001
+    app, world = dash_app
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.goto(app.url)
+    pg.get_by_role("tab", name="Dashboards").click()
+    pg.wait_for_selector("#dash-agreement .js-plotly-plot g.point path", timeout=60_000)
+    headline = pg.inner_text("#dash-headline")
+    labels = [c for c in world.labels.values() if c in ("A", "B")]
+    assert f"{2 * len(labels):,} decisive" in headline  # each decisive label set beside both runs' verdicts
+    shot(pg, "dashboards")
+
+    # agreement by run: bars in run order, "fixed-2x2" first; a click lists every labelled row of that run
+    click_point(pg, "#dash-agreement", 0)
+    pg.wait_for_selector("#exp-summary:has-text('rows match')", timeout=30_000)
+    labelled = {item for (_name, item) in world.labels}
+    summary = pg.inner_text("#exp-summary")
+    assert f"{len(labelled)} rows match" in summary and "run = fixed-2x2" in summary, summary
+    assert pg.locator("#tab-explorer").is_visible()
+    runs = pg.locator("#exp-table .virtual-body [role=gridcell][data-col='3']").all_inner_texts()
+    assert runs and set(r.strip() for r in runs) == {"fixed-2x2"}, runs
+    shot(pg, "explorer-after-drill")
+
+    # the confusion cell "human tie, model A" lists exactly those comparisons' rows
+    pg.get_by_role("tab", name="Dashboards").click()
+    pg.wait_for_selector("#dash-confusion .js-plotly-plot", timeout=30_000)
+    cells = pg.locator("#dash-confusion .js-plotly-plot .hm, #dash-confusion .js-plotly-plot image")
+    assert cells.count() >= 1
+
+    # open the first row: query, responses, the stored traces
+    pg.get_by_role("tab", name="Explorer").click()
+    pg.locator("#exp-table [data-testid='cell-0-1']").click()
+    pg.wait_for_selector("#exp-item .rrm-item-head", timeout=30_000)
+    pg.wait_for_selector("#exp-runs .rrm-run", timeout=30_000)
+    assert pg.locator("#exp-runs tr[data-judgment]").count() >= 4
+    pg.locator("#exp-runs details.rrm-trace summary").first.click()
+    assert "thinking about it" in pg.locator("#exp-runs details.rrm-trace").first.inner_text()
+    shot(pg, "explorer-item-trace")
+    context.close()

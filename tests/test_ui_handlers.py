@@ -274,3 +274,27 @@ def test_accounts_gate_every_handler_and_keep_jobs_apart(ctx: AppContext, tmp_pa
     others = [j for j in batch.visible_jobs(gated, Req("boss")) if j.owner != "ann"]
     assert others, "the admin sees everyone's jobs"
     assert "Cannot cancel" in batch.control(gated, Req("ann"), others[0].id, "cancel")
+
+
+# --- Dashboards and Explorer ------------------------------------------------------------------
+
+
+def test_explorer_rejudges_an_item_with_more_compute_beside_the_stored_traces(ctx: AppContext, llmbar: str) -> None:
+    from rrm_ui.services.insights import Drill
+    from rrm_ui.ui.tabs import dashboard, explorer
+
+    rows = explorer.explore(ctx, Req(), Drill(dataset=llmbar)).table
+    item_id = int(rows["item"].iloc[0])
+    before_item, before_runs = explorer.open_item(ctx, Req(), item_id)
+    views = list(explorer.rejudge(ctx, Req(session_hash="exp-1"), item_id, votes=2, budget=48, swap=True))
+    assert views[-1].running is False and "Done" in views[-1].status, views[-1].status
+    assert any(v.panels for v in views[:-1]) or len(views) == 1  # streamed panels while running
+    after_item, after_runs = explorer.open_item(ctx, Req(), item_id)
+    assert after_runs.count('data-judgment="') == before_runs.count('data-judgment="') + 4  # 2 votes x 2 orders
+    new_runs = set(re.findall(r'data-run="([^"]+)"', after_runs)) - set(re.findall(r'data-run="([^"]+)"', before_runs))
+    assert len(new_runs) == 1 and next(iter(new_runs)).startswith(f"{llmbar}:")
+    # the new run is in the dashboards at once (the cache follows the database)
+    view = dashboard.view(ctx, Req(), dashboard.scope_of(llmbar, [], "humans"))
+    runs = view.tables["totals"]["run"].tolist()
+    assert next(iter(new_runs)) in runs
+    assert explorer.stop(ctx, Req(session_hash="exp-1")) == "Nothing is running."
