@@ -110,7 +110,7 @@ def build_world(url: str, shared_data: Path, tmp: Path) -> World:
     for it in stored:
         right = 0 if gold[it.db_id] == "A" else 1
 
-        def draw() -> int | None:
+        def draw(right: int = right) -> int | None:
             u = rng.random()
             return None if u < 0.1 else (right if u < 0.72 else 1 - right)
 
