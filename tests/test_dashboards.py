@@ -353,3 +353,20 @@ class _Ctx:
 
     def user(self, request: object) -> None:
         return None
+
+
+def test_after_a_write_only_new_rows_are_read_and_the_figures_equal_a_full_rebuild(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    w = build_world(f"sqlite:///{tmp_path / 'inc.db'}", shared_data, tmp_path)
+    before = w.insights.dashboard(Scope())
+    first = min(w.gold)
+    flipped = "A" if w.labels[("ann2", first + 10)] == "B" else "B"
+    w.repo.add_label(HumanLabel(annotator="ann2", item_db_id=first + 10, choice=Choice(flipped)))  # supersedes
+    w.repo.add_label(HumanLabel(annotator="ann4", item_db_id=first, choice=Choice.TIE))  # a new annotator
+    after = w.insights.dashboard(Scope())
+    fresh = Insights(w.repo).dashboard(Scope())  # reads everything
+    assert after.counts == fresh.counts and after.counts["labels"] == before.counts["labels"] + 1
+    assert after.headline == fresh.headline and after.alpha == fresh.alpha
+    assert after.confusion.equals(fresh.confusion)
+    assert after.annotator_pairs.equals(fresh.annotator_pairs)

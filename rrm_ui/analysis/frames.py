@@ -121,21 +121,29 @@ def _results(res: pd.DataFrame, runs: pd.DataFrame, items: pd.DataFrame, judgmen
     r = res.merge(runs[["run_id", "run", "run_kind", "backend", "mode"]], on="run_id", how="left")
     r = r.merge(items[["item_id", "dataset", "ext_id", "subset", "n_responses", "gold_tiers", "preview"]],
                 on="item_id", how="left")  # fmt: skip
-    pair = r["n_responses"] == 2
-    ij = [_top_two(rk) if not p else (0, 1) for rk, p in zip(r["ranking"], pair, strict=True)]
-    r["pair_i"] = [p[0] for p in ij]
-    r["pair_j"] = [p[1] for p in ij]
+    pair = (r["n_responses"] == 2).to_numpy()
+    lists = np.flatnonzero(~pair)  # few: lists are about the model's top two
+    pi, pj = np.zeros(len(r), dtype=int), np.ones(len(r), dtype=int)
+    for k in lists:
+        pi[k], pj[k] = _top_two(r["ranking"].iat[k])
+    r["pair_i"], r["pair_j"] = pi, pj
     r["model_choice"] = model_choice(r, r["pair_i"], r["pair_j"])
-    vi = [_vote(v, i) for v, i in zip(r["votes"], r["pair_i"], strict=True)]
-    vj = [_vote(v, j) for v, j in zip(r["votes"], r["pair_j"], strict=True)]
+    votes = r["votes"].tolist()
+    vi = np.array([int(v.get("0", 0)) if v else 0 for v in votes])
+    vj = np.array([int(v.get("1", 0)) if v else 0 for v in votes])
+    for k in lists:
+        vi[k], vj[k] = _vote(votes[k], pi[k]), _vote(votes[k], pj[k])
     r["votes_i"], r["votes_j"] = vi, vj
     has_votes = (r["votes_i"] + r["votes_j"] > 0) & pair
     r["margin"] = (r["votes_i"] - r["votes_j"]).abs().where(has_votes)
-    hi, lo = np.maximum(r["votes_i"], r["votes_j"]), np.minimum(r["votes_i"], r["votes_j"])
-    r["split"] = (hi.astype(str) + "-" + lo.astype(str)).where(has_votes)
+    hi, lo = np.maximum(vi, vj), np.minimum(vi, vj)
+    r["split"] = pd.Series([f"{a}-{b}" for a, b in zip(hi, lo, strict=True)], index=r.index).where(has_votes)
     r["split_votes"] = has_votes & (lo > 0)
     r["inconsistent"] = r["position_consistent"].eq(False)
-    r["gold_choice"] = [_gold(g, i, j) for g, i, j in zip(r["gold_tiers"], r["pair_i"], r["pair_j"], strict=True)]
+    gold01 = items.set_index("item_id")["gold_tiers"].map(lambda g: _gold(g, 0, 1))  # one per item, not per run
+    r["gold_choice"] = r["item_id"].map(gold01).to_numpy(dtype=object)
+    for k in lists:
+        r.iat[k, r.columns.get_loc("gold_choice")] = _gold(r["gold_tiers"].iat[k], pi[k], pj[k])
     flagged = judgments.assign(truncated=judgments["status"] == "truncated", no_verdict=judgments["verdict"].isna())
     agg = flagged.groupby(["run_id", "item_id"]).agg(
         n_judgments=("judgment_id", "size"),

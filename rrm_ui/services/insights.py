@@ -23,6 +23,7 @@ from rrm_ui.analysis.frames import GOLD, Frames, build
 from rrm_ui.analysis.metrics import Estimate, wilson
 from rrm_ui.domain import Item
 from rrm_ui.storage import Repository
+from rrm_ui.storage.repo_analytics import AnalyticsFrames
 
 HUMANS = "humans"
 FLAGS = {
@@ -127,16 +128,19 @@ class Insights:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _version: tuple[int, ...] | None = None
     _frames: Frames | None = None
+    _raw: AnalyticsFrames | None = None
     _dashboards: dict[tuple[Scope, str], Dashboard] = field(default_factory=dict)
     _dash_version: tuple[int, ...] | None = None
 
     # --- the cache -------------------------------------------------------------------------
 
     def frames(self) -> Frames:
+        """The derived frames of the whole database; after a write only the new rows are read."""
         version = self.repo.data_version()
         with self._lock:
             if self._frames is None or version != self._version:
-                self._frames = build(self.repo.analytics_frames())
+                self._raw = self.repo.analytics_frames(since=self._raw)
+                self._frames = build(self._raw)
                 self._version = version
             return self._frames
 

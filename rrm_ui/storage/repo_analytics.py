@@ -59,7 +59,17 @@ class AnalyticsStore:
         q = select(*(select(func.coalesce(func.max(t.id), 0)).scalar_subquery() for t in tables))
         return self._query(lambda s: tuple(int(v) for v in s.execute(q).one()))
 
-    def analytics_frames(self) -> AnalyticsFrames:
+    def analytics_frames(self, since: AnalyticsFrames | None = None) -> AnalyticsFrames:
+        """All five frames; with ``since`` (frames read before), only rows added after it are read.
+
+        Rows are append-only, so new rows are those with a higher id; a newer result or label
+        replaces the one it supersedes. That holds where ids are handed out in commit order:
+        SQLite, whose writers are serialized. Elsewhere (PostgreSQL sequences may commit out of
+        order) ``since`` is ignored and everything is read again.
+        """
+        if since is not None and self.engine.dialect.name != "sqlite":
+            since = None
+        after = {name: _max_id(getattr(since, name)) for name in _TABLES} if since is not None else {}
         latest_result = select(func.max(m.ItemResult.id)).group_by(m.ItemResult.run_id, m.ItemResult.item_id)
         latest_label = select(func.max(m.Label.id)).group_by(
             m.Label.annotator_id, m.Label.item_id, m.Label.pair_i, m.Label.pair_j
@@ -76,9 +86,10 @@ class AnalyticsStore:
             m.Run.compute,
         )  # fmt: skip
         results = select(
+            m.ItemResult.id,
             m.ItemResult.run_id, m.ItemResult.item_id, m.ItemResult.winner, m.ItemResult.decision,
             m.ItemResult.ranking, m.ItemResult.votes, m.ItemResult.position_consistent,
-        ).where(m.ItemResult.id.in_(latest_result))  # fmt: skip
+        )  # fmt: skip
         judgments = select(
             m.Judgment.id, m.Judgment.run_id, m.Judgment.item_id, m.Judgment.a, m.Judgment.b, m.Judgment.sample,
             m.Judgment.verdict, m.Judgment.status, m.Judgment.prompt_tokens, m.Judgment.completion_tokens,
@@ -91,16 +102,33 @@ class AnalyticsStore:
                 (func.coalesce(func.length(m.Label.note), 0) > 0).label("has_note"), m.Label.time_taken_s,
             )
             .join(m.Annotator, m.Annotator.id == m.Label.annotator_id)
-            .where(m.Label.id.in_(latest_label))
         )  # fmt: skip
+        if since is None:  # the latest result per (run, item) and label per (annotator, item, pair)
+            results = results.where(m.ItemResult.id.in_(latest_result))
+            labels = labels.where(m.Label.id.in_(latest_label))
+        else:  # every row added since, superseded or not: the merge below keeps the latest
+            results = results.where(m.ItemResult.id > after["results"])
+            labels = labels.where(m.Label.id > after["labels"])
+            items = items.where(m.Item.id > after["items"])
+            runs = runs.where(m.Run.id > after["runs"])
+            judgments = judgments.where(m.Judgment.id > after["judgments"])
         with self.engine.connect() as conn, conn.begin():  # one snapshot for all five reads
-            return AnalyticsFrames(
+            new = AnalyticsFrames(
                 items=_read(conn, items),
                 runs=_read(conn, runs),
                 results=_read(conn, results),
                 judgments=_read(conn, judgments),
                 labels=_read(conn, labels),
             )
+        if since is None:
+            return new
+        return AnalyticsFrames(
+            items=_append(since.items, new.items),
+            runs=_append(since.runs, new.runs),
+            results=_append(since.results, new.results, ["run_id", "item_id"]),
+            judgments=_append(since.judgments, new.judgments),
+            labels=_append(since.labels, new.labels, ["annotator", "item_id", "pair_i", "pair_j"]),
+        )
 
     def search_items(self, text: str, item_ids: list[int] | None = None) -> set[int]:
         """Items whose query, responses or any reasoning trace contains ``text`` (case-insensitive)."""
@@ -139,6 +167,23 @@ class AnalyticsStore:
         )
         with self.engine.connect() as conn:
             return _read(conn, q)
+
+
+_TABLES = ("items", "runs", "results", "judgments", "labels")
+
+
+def _max_id(df: pd.DataFrame) -> int:
+    return int(df["id"].max()) if len(df) else 0
+
+
+def _append(old: pd.DataFrame, new: pd.DataFrame, key: list[str] | None = None) -> pd.DataFrame:
+    """``old`` with the rows of ``new``; with ``key``, a new row replaces the old one with the same key."""
+    if new.empty:
+        return old
+    both = pd.concat([old, new], ignore_index=True) if len(old) else new
+    if key is not None:
+        both = both.drop_duplicates(key, keep="last")
+    return both.reset_index(drop=True)
 
 
 def _read(conn: Any, q: Select[Any]) -> pd.DataFrame:

@@ -41,6 +41,7 @@ class AppContext:
     login: bool  # accounts exist: every page needs a login
     overlap: int = 1  # annotation queue: annotators per item
     _insights: Insights | None = None
+    views: dict[Any, Any] = field(default_factory=dict)  # the Dashboards tab's built figures, newest last
     _live: dict[str, LiveJudgment] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -47,6 +47,18 @@ def view(ctx: AppContext, request: RequestLike | None, scope: Scope, group_by: s
     if group == "annotator" and scope.reference != HUMANS:
         group = "run"  # one reference rater (gold or one annotator): nothing to break down by annotator
     d = ctx.insights.dashboard(scope, group)
+    memo = getattr(ctx, "views", None)  # figures of an unchanged dashboard are built once
+    if memo is not None and (hit := memo.get((id(d), group))) is not None and hit[0] is d:
+        return hit[1]
+    v = _build(d, scope, group)
+    if memo is not None:
+        memo[(id(d), group)] = (d, v)
+        while len(memo) > 32:
+            memo.pop(next(iter(memo)))
+    return v
+
+
+def _build(d: Dashboard, scope: Scope, group: str) -> DashboardView:
     ref = _ref_name(scope.reference)
     flag = "has_gold" if scope.reference == GOLD else "labelled"  # a bar lists all the rows behind it
     base: dict[str, Any] = {"dataset": scope.dataset} if scope.dataset else {}
