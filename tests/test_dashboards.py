@@ -321,6 +321,7 @@ def test_every_chart_point_drills_down_to_matching_rows(world: World) -> None:
     for scope, group in ((Scope(), "run"), (Scope(dataset="llmbar-known"), "annotator"), (Scope(reference="gold"),
                          "subset"), (Scope(reference="ann2"), "run")):  # fmt: skip
         view = dashboard.view(_Ctx(world.insights), None, scope, group)
+        assert set(view.figures) == set(dashboard.FIGURES) and set(view.tables) == set(dashboard.TABLES)
         for name, fig in view.figures.items():
             layout = fig.layout
             assert layout.title.text, name

@@ -33,7 +33,7 @@ class DashboardView:
 
 FIGURES = ("agreement", "confusion", "runs", "annotators", "flips", "splits", "margin", "tokens", "tokens_by_subset",
            "ttft", "latency", "throughput", "truncation", "by_length", "by_votes", "compute")  # fmt: skip
-TABLES = ("agreement", "runs", "annotators", "totals", "tokens_by_subset")
+TABLES = ("agreement", "runs", "annotators", "totals", "tokens_by_subset", "tokens_by_status")
 
 
 def scope_of(dataset: str | None, runs: list[str] | None, reference: str | None) -> Scope:
@@ -104,6 +104,7 @@ def _build(d: Dashboard, scope: Scope, group: str) -> DashboardView:
         "annotators": _pairs_table(d.annotator_pairs),
         "totals": _totals_table(d.totals),
         "tokens_by_subset": d.tokens_by_subset.round(1),
+        "tokens_by_status": d.tokens_by_status.round(1),
     }
     return DashboardView(headline(d), figures, tables)
 
@@ -217,6 +218,7 @@ def render_tab(ctx: AppContext) -> DashboardTab:
             plot("truncation")
         table("totals", "Totals per run")
         table("tokens_by_subset", "Reasoning tokens by subset")
+        table("tokens_by_status", "Reasoning tokens by verdict status")
         with gr.Row():
             plot("by_length")
             plot("by_votes")
