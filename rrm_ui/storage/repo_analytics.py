@@ -135,6 +135,9 @@ class AnalyticsStore:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
         def like(col: Any) -> Any:
+            # SQLite's LIKE already ignores ASCII case (lower() would not fold other letters either)
+            if self.engine.dialect.name == "sqlite":
+                return col.like(pattern, escape="\\")
             return col.ilike(pattern, escape="\\")
 
         in_items = select(m.Item.id).where(or_(like(m.Item.query), like(cast(m.Item.responses, Text))))

@@ -118,7 +118,7 @@ def headline(d: Dashboard) -> str:
     ref = _ref_name(d.scope.reference)
     c = d.counts
     a, k = d.headline["agreement"], d.headline["kappa"]
-    return "\n".join([
+    return "  \n".join([  # Markdown hard line breaks: one figure group per line
         f"**Model vs {render.text_inline(ref)}**: agreement **{a.fmt(pct=True)}** · Cohen's kappa **{k.fmt()}** "
         f"({c['decisive']:,} decisive of {c['references']:,} references; ties and \"both bad\" are not decisive)",
         f"**Between annotators**: Krippendorff's alpha **{d.alpha.fmt()}** (n = items labelled by two or more) · "
