@@ -15,8 +15,6 @@ import pandas as pd
 from rrm_ui.analysis.frames import bucket_labels
 from rrm_ui.analysis.metrics import grouped
 
-STATUSES = ("ok", "truncated", "no_verdict", "invalid", "error")
-
 
 def token_histogram(judgments: pd.DataFrame) -> pd.DataFrame:
     """Judgments per reasoning-length bucket and verdict status: bucket, status, judgments."""

@@ -30,7 +30,6 @@ HUMAN_CHOICES = ("A", "B", "tie", "both_bad")
 DECISIVE = ("A", "B")
 GOLD = "gold"
 TOKEN_BUCKETS = (0, 256, 512, 1024, 2048, 4096, 8192, 16384)
-NO_VERDICT = ("no_verdict", "invalid", "error", "truncated")
 
 
 @dataclass(frozen=True)
