@@ -102,7 +102,6 @@ def rejudge(
     if detail is None:
         raise gr.Error(f"no item with id {int(item_db_id)}")
     try:
-        ctx.runtime.wait_for_model(0)
         compute = Compute(votes=int(votes), swap=bool(swap))
         live = LiveJudgment(ctx.runtime, detail.item, compute=compute, sampling=ctx.runtime.sampling(max_tokens=int(
             budget)), annotator=user.name, stored_item=(detail.dataset, detail.item_db_id))  # fmt: skip
