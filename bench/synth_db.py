@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -38,10 +36,12 @@ from sqlalchemy import Connection, Engine, func, insert, select, text
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rrm_ui.domain import Compute, ItemResult, PairOutcome, Sampling  # noqa: E402
+from rrm_ui.engine.judge import majority  # noqa: E402
 from rrm_ui.engine.tournament import knockout  # noqa: E402
+from rrm_ui.services.judging import run_name as judging_run_name  # noqa: E402
 from rrm_ui.storage import make_engine, upgrade  # noqa: E402
 from rrm_ui.storage import models as m  # noqa: E402
-from rrm_ui.storage.repository import _decision, _external_result  # noqa: E402
+from rrm_ui.storage.repository import _external_result, result_row  # noqa: E402
 
 CHUNK = 5_000  # rows per insert statement
 TEMPLATE, TEMPLATE_VERSION = "rrm", "1"
@@ -221,11 +221,6 @@ def _tally(js: list[J]) -> tuple[dict[int, int], int]:
     return votes, invalid
 
 
-def _majority(votes: dict[int, int], i: int, j: int) -> int | None:
-    vi, vj = votes.get(i, 0), votes.get(j, 0)
-    return None if vi == vj else (i if vi > vj else j)
-
-
 @dataclass
 class Simulator:
     u: Uniforms
@@ -271,14 +266,14 @@ class Simulator:
         votes, invalid = _tally(js)
         consistent = None
         if c.swap:
-            forward = _majority(_tally([x for x in js if x[0] == i])[0], i, j)
-            backward = _majority(_tally([x for x in js if x[0] == j])[0], i, j)
+            forward = majority(_tally([x for x in js if x[0] == i])[0], i, j)
+            backward = majority(_tally([x for x in js if x[0] == j])[0], i, j)
             if forward is not None and backward is not None:
                 consistent = forward == backward
         outcome = PairOutcome(
             i=i,
             j=j,
-            winner=_majority(votes, i, j),
+            winner=majority(votes, i, j),
             votes={i: votes.get(i, 0), j: votes.get(j, 0)},
             invalid_votes=invalid,
             position_consistent=consistent,
@@ -312,27 +307,10 @@ class Simulator:
                           **common), js  # fmt: skip
 
 
-def result_row(result: ItemResult) -> dict[str, Any]:
-    """The item_results row :meth:`Repository.save_result` writes (without run and item ids)."""
-    return {
-        "strategy": result.strategy,
-        "winner": result.winner,
-        "decision": _decision(result),
-        "ranking": list(result.ranking),
-        "votes": {str(k): v for k, v in result.votes.items()},
-        "position_consistent": result.position_consistent,
-        "pairs": [p.to_dict() for p in result.pairs],
-        "ratings": {k: {str(i): v for i, v in r.items()} for k, r in result.ratings.items()},
-        "bracket": [list(rnd) for rnd in result.bracket],
-    }
-
-
 def run_name(ds: str, run: RunSpec, sampling: Sampling, strategy: str) -> str:
-    """Named like :func:`rrm_ui.services.judging.default_run_name`."""
-    settings = {"backend": run.backend, "model": run.model, "template": f"{TEMPLATE}-{TEMPLATE_VERSION}",
-                "sampling": asdict(sampling), "compute": asdict(run.compute), "strategy": strategy}  # fmt: skip
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{ds}:{Path(run.model).name}:{digest}"
+    """Named by :func:`rrm_ui.services.judging.run_name`, as a judging command would name it."""
+    return judging_run_name(ds, backend=run.backend, model=run.model, template=f"{TEMPLATE}-{TEMPLATE_VERSION}",
+                            sampling=asdict(sampling), compute=asdict(run.compute), strategy=strategy)  # fmt: skip
 
 
 # --- the generated content -------------------------------------------------------------------------

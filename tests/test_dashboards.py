@@ -25,6 +25,7 @@ from rrm_ui.services.insights import Drill, Insights, Scope
 from rrm_ui.storage import Repository, make_engine, upgrade
 from rrm_ui.ui.tabs import dashboard, explorer
 from tests.conftest import llmbar_subset
+from tests.test_metrics import ref_alpha
 
 N_ITEMS = 40
 SEARCH_WORD = "zanzibarquokka"
@@ -165,25 +166,6 @@ def kappa(pairs: list[tuple[str, str]]) -> tuple[float, float]:
     return (po - pe) / (1 - pe), math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
 
 
-def alpha_nominal(units: dict[int, list[str]]) -> float:
-    """Krippendorff's alpha from the coincidence matrix, with loops."""
-    o: Counter = Counter()
-    for values in units.values():
-        m = len(values)
-        if m < 2:
-            continue
-        for x in range(m):
-            for y in range(m):
-                if x != y:
-                    o[(values[x], values[y])] += 1 / (m - 1)
-    cats = {c for c, _ in o}
-    nc = {c: sum(o[(c, k)] for k in cats) for c in cats}
-    n = sum(nc.values())
-    observed = sum(v for (c, k), v in o.items() if c != k)
-    expected = sum(nc[c] * nc[k] for c in cats for k in cats if c != k)
-    return 1 - (n - 1) * observed / expected
-
-
 def human_pairs(w: World, model: dict[int, str], annotator: str | None = None) -> list[tuple[str, str]]:
     return [(model[item], choice) for (name, item), choice in sorted(w.labels.items())
             if choice in ("A", "B") and (annotator is None or name == annotator)]  # fmt: skip
@@ -242,7 +224,7 @@ def test_inter_annotator_alpha_and_pairwise_kappa(world: World) -> None:
     units: dict[int, list[str]] = defaultdict(list)
     for (_name, item), choice in sorted(world.labels.items()):
         units[item].append(choice)
-    assert d.alpha.value == pytest.approx(alpha_nominal(units))
+    assert d.alpha.value == pytest.approx(ref_alpha(units))  # test_metrics' loop over the definition
     assert d.alpha.n == sum(1 for v in units.values() if len(v) >= 2)
     pairs = d.annotator_pairs.set_index(["rater_1", "rater_2"])
     shared = [(world.labels[("ann1", i)], world.labels[("ann2", i)]) for (n, i) in world.labels

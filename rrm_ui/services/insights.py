@@ -131,6 +131,7 @@ class Insights:
     _raw: AnalyticsFrames | None = None
     _dashboards: dict[tuple[Scope, str], Dashboard] = field(default_factory=dict)
     _dash_version: tuple[int, ...] | None = None
+    _rows: tuple[Frames, pd.DataFrame] | None = None
 
     # --- the cache -------------------------------------------------------------------------
 
@@ -226,7 +227,10 @@ class Insights:
         """The rows (one per run and item; items never judged get one row without a run) matching
         ``drill``, sorted, at most ``limit``; and how many matched in all."""
         f = self.frames()
-        rows = _explorer_rows(f)
+        with self._lock:  # the rows are derived from the frames: built once per database version
+            if self._rows is None or self._rows[0] is not f:
+                self._rows = (f, _explorer_rows(f))
+            rows = self._rows[1]
         keep = np.ones(len(rows), dtype=bool)
         eq = {"dataset": drill.dataset, "run": drill.run, "subset": drill.subset, "split": drill.split,
               "margin": drill.margin, "backend": drill.backend}  # fmt: skip

@@ -30,16 +30,19 @@ class RunPlan:
 
 def default_run_name(dataset: str, judge: Judge, strategy: str) -> str:
     """A name derived from the settings, so the same command resumes the same run."""
-    settings = {
-        "backend": judge.backend.name,
-        "model": judge.backend.model,
-        "template": f"{judge.fmt.name}-{judge.fmt.version}",
-        "sampling": asdict(judge.sampling),
-        "compute": asdict(judge.compute),
-        "strategy": strategy,
-    }
+    return run_name(dataset, backend=judge.backend.name, model=judge.backend.model,
+                    template=f"{judge.fmt.name}-{judge.fmt.version}", sampling=asdict(judge.sampling),
+                    compute=asdict(judge.compute), strategy=strategy)  # fmt: skip
+
+
+def run_name(
+    dataset: str, *, backend: str, model: str, template: str, sampling: dict, compute: dict, strategy: str
+) -> str:
+    """``dataset:model-name:digest-of-the-settings``."""
+    settings = {"backend": backend, "model": model, "template": template, "sampling": sampling, "compute": compute,
+                "strategy": strategy}  # fmt: skip
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{dataset}:{Path(judge.backend.model).name or judge.backend.name}:{digest}"
+    return f"{dataset}:{Path(model).name or backend}:{digest}"
 
 
 def ensure_run(repo: Repository, dataset_id: int, run_name: str, judge: Judge, strategy: str) -> tuple[RunInfo, bool]:
@@ -75,4 +78,4 @@ async def judge_and_store(
         yield result
 
 
-__all__ = ["RunPlan", "default_run_name", "ensure_run", "judge_and_store", "plan_run"]
+__all__ = ["RunPlan", "default_run_name", "ensure_run", "judge_and_store", "plan_run", "run_name"]

@@ -229,19 +229,7 @@ class Repository(AnnotationStore, JobStore, AnalyticsStore):
         ]
         for j in judgments:
             j.pop("winner")
-        row = {
-            "run_id": run_id,
-            "item_id": item_db_id,
-            "strategy": result.strategy,
-            "winner": result.winner,
-            "decision": _decision(result),
-            "ranking": list(result.ranking),
-            "votes": {str(k): v for k, v in result.votes.items()},
-            "position_consistent": result.position_consistent,
-            "pairs": [p.to_dict() for p in result.pairs],
-            "ratings": {k: {str(i): v for i, v in r.items()} for k, r in result.ratings.items()},
-            "bracket": [list(rnd) for rnd in result.bracket],
-        }
+        row = {"run_id": run_id, "item_id": item_db_id, **result_row(result)}
 
         def write(s: Session) -> None:
             if judgments:
@@ -336,6 +324,21 @@ def _external_result(run_id: int, item_id: int, choice: str) -> dict[str, Any]:
         "pairs": [],
         "ratings": {},
         "bracket": [],
+    }
+
+
+def result_row(result: ItemResult) -> dict[str, Any]:
+    """The ``item_results`` columns of an aggregate (without run and item ids)."""
+    return {
+        "strategy": result.strategy,
+        "winner": result.winner,
+        "decision": _decision(result),
+        "ranking": list(result.ranking),
+        "votes": {str(k): v for k, v in result.votes.items()},
+        "position_consistent": result.position_consistent,
+        "pairs": [p.to_dict() for p in result.pairs],
+        "ratings": {k: {str(i): v for i, v in r.items()} for k, r in result.ratings.items()},
+        "bracket": [list(rnd) for rnd in result.bracket],
     }
 
 
