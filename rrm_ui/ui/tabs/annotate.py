@@ -295,11 +295,13 @@ def render_tab(ctx: AppContext, demo: gr.Blocks) -> None:
         names = [r.name for r in ctx.repo.runs(info.id)] if info else []
         return gr.update(choices=[NO_RUN, *names], value=names[-1] if names else NO_RUN)
 
-    nxt.click(next_fn, [state, *form], outputs)
+    # Named API endpoints (docs/app.md, "The API"): a script or a load test labels as a browser does.
+    nxt.click(next_fn, [state, *form], outputs, api_name="annotate_next")
     for key, button in buttons.items():
-        button.click(choose_fn(key), [state, note], outputs)
-    skp.click(skip_fn, state, outputs)
-    for control in form:  # a changed queue starts from its first item
-        control.input(start_fn, [state, *form], outputs)
-    dataset.change(runs_fn, dataset, run)
-    demo.load(datasets_fn, None, dataset)
+        button.click(choose_fn(key), [state, note], outputs, api_name=f"annotate_choose_{key}")
+    skp.click(skip_fn, state, outputs, api_name="annotate_skip")
+    for n, control in enumerate(form):  # a changed queue starts from its first item
+        control.input(start_fn, [state, *form], outputs, api_name="annotate_start",
+                      api_visibility="public" if n == 0 else "private")  # fmt: skip
+    dataset.change(runs_fn, dataset, run, api_name="annotate_runs")
+    demo.load(datasets_fn, None, dataset, api_name="annotate_datasets")
