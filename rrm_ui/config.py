@@ -35,6 +35,8 @@ class Settings:
     max_retries: int = 4  # openai: retries on connection errors and 5xx
     request_timeout_s: float = 600.0  # openai: read timeout per request
     concurrency: int | None = None  # requests in flight overall; None uses the backend's default
+    retries: int = 2  # engine: tries again of a sample that failed for a transient reason (server gone)
+    retry_wait_s: float = 10.0  # engine: wait before the first try again, doubled for each further one
     hf_offline: bool = False  # from HF_HUB_OFFLINE: never try to download weights
     # decoding (defaults of the RRM paper's evaluation)
     temperature: float = 0.6
@@ -71,13 +73,14 @@ _INT = {
     "per_endpoint_concurrency",
     "max_retries",
     "concurrency",
+    "retries",
     "max_tokens",
     "seed",
     "max_model_len",
     "port",
     "annotation_overlap",
 }
-_FLOAT = {"gpu_memory_utilization", "request_timeout_s", "temperature", "top_p"}
+_FLOAT = {"gpu_memory_utilization", "request_timeout_s", "retry_wait_s", "temperature", "top_p"}
 
 
 def _coerce(name: str, raw: str) -> Any:

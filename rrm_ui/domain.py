@@ -94,6 +94,9 @@ class GenRecord:
     seed: int | None
     error: str | None = None
     endpoint: str | None = None
+    # The failure may go away by trying again (the server was unreachable, the connection or
+    # stream broke, 5xx after the backend's own retries); a refused request (HTTP 4xx) is not.
+    transient: bool = False
 
     @property
     def raw_output(self) -> str:
@@ -132,6 +135,10 @@ class Judgment:
     seed: int | None
     error: str | None = None
     endpoint: str | None = None
+    # 0 for the first try of this sample; a sample whose try failed for a transient reason is
+    # tried again (``Judge(retries=...)``) under the same sample number with ``attempt + 1``.
+    # The failed try is kept (status ``error`` and its reason); only the last try votes.
+    attempt: int = 0
 
     @property
     def winner(self) -> int | None:
@@ -149,6 +156,15 @@ class Judgment:
         d["status"] = self.status.value
         d["winner"] = self.winner
         return d
+
+
+def last_tries(judgments: list[Judgment] | tuple[Judgment, ...]) -> list[Judgment]:
+    """The judgments that count: for each (a, b, sample) only its last try (highest ``attempt``)."""
+    last: dict[tuple[int, int, int], int] = {}
+    for jd in judgments:
+        key = (jd.a, jd.b, jd.sample)
+        last[key] = max(last.get(key, 0), jd.attempt)
+    return [jd for jd in judgments if jd.attempt == last[(jd.a, jd.b, jd.sample)]]
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ class ScriptedBackend(Backend):
                 await asyncio.sleep(0)
                 error = self.error_for(first, second, k)
                 if error is not None:
-                    yield tracker.finish("error", error=error)
+                    yield tracker.finish("error", error=error, transient=getattr(self, "transient", False))
                 else:
                     yield tracker.finish("stop" if tracker.think_closed else "length")
         finally:
@@ -138,11 +138,17 @@ class RaisingBackend(ScriptedBackend):
 
 
 class ErrorRecordBackend(ScriptedBackend):
-    """Ends a sample with a record carrying ``error`` when ``fails(first, second, k)``."""
+    """Ends a sample with a record carrying ``error`` when ``fails(first, second, k)``.
 
-    def __init__(self, script: Script, fails: Callable[[str, str, int], bool], **kw: object) -> None:
+    ``transient`` marks those failures as ones that may go away by trying again (a server gone).
+    """
+
+    def __init__(
+        self, script: Script, fails: Callable[[str, str, int], bool], *, transient: bool = False, **kw: object
+    ) -> None:
         super().__init__(script, **kw)  # type: ignore[arg-type]
         self.fails = fails
+        self.transient = transient
 
     def error_for(self, first: str, second: str, k: int) -> str | None:
         return "upstream said 500" if self.fails(first, second, k) else None

@@ -35,6 +35,7 @@ class Script:
     chunks: int = 5
     chunk_delay_s: float = 0.0
     drop_after: int | None = None  # close the connection after this many chunks
+    drop_requests: int | None = None  # drop only the first this many requests (None: every request)
     requests: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -76,7 +77,8 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Connection", "close")
                 self.end_headers()
                 for k, delta in enumerate(self._deltas()):
-                    if script.drop_after is not None and k >= script.drop_after:
+                    dropping = script.drop_requests is None or n <= script.drop_requests
+                    if script.drop_after is not None and k >= script.drop_after and dropping:
                         self.wfile.flush()
                         self.connection.shutdown(2)  # the server goes away mid-stream
                         return

@@ -40,7 +40,8 @@ class Frames:
       margin, split, flip, gold and the judgments' totals;
     - ``refs``: one row per (reference, run, comparison): a human label or a gold label set
       beside the run's choice on the same pair;
-    - ``judgments``: one row per sample with its run, backend, subset and its own choice;
+    - ``judgments``: one row per try of a sample with its run, backend, subset and its own choice;
+      ``retried`` marks a failed try that was tried again (it has no vote; the last try has);
     - ``labels``: the latest labels with dataset and subset, pairs put in ``i < j`` order;
     - ``runs``: run metadata with a readable compute mode.
     """
@@ -102,6 +103,12 @@ def _judgments(j: pd.DataFrame, runs: pd.DataFrame, items: pd.DataFrame) -> pd.D
     j["i"] = np.minimum(j["a"], j["b"])
     j["j"] = np.maximum(j["a"], j["b"])
     j["choice"] = np.select([won == j["i"], won == j["j"]], ["A", "B"], "none")
+    # A failed try that was tried again: real compute (counted in the compute charts), but no vote.
+    if len(j) and j["attempt"].max() > 0:
+        last = j.groupby(["run_id", "item_id", "a", "b", "sample"])["attempt"].transform("max")
+        j["retried"] = j["attempt"] < last
+    else:
+        j["retried"] = False
     edges = [*TOKEN_BUCKETS, np.inf]
     j["length_bucket"] = pd.cut(j["reasoning_tokens"].fillna(0), edges, right=False, labels=bucket_labels())
     return j

@@ -168,6 +168,7 @@ class SampleTracker:
         *,
         completion_tokens: int | None = None,
         error: str | None = None,
+        transient: bool = False,
     ) -> GenRecord:
         held = self.splitter.flush()
         if held:
@@ -190,4 +191,5 @@ class SampleTracker:
             seed=self.seed,
             error=error,
             endpoint=self.endpoint,
+            transient=transient,
         )

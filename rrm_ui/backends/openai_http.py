@@ -8,7 +8,8 @@
   its own concurrency limit.
 - Retries connection errors, timeouts before the first byte, HTTP 429 and 5xx, with
   exponential backoff, preferring another endpoint. Once text has streamed, a failure is not
-  retried: the sample ends with status ``error`` and the message (the caller decides).
+  retried here: the sample ends with status ``error``, the message and ``transient=True``, and
+  the engine decides (``Judge(retries=...)`` tries the sample again from the start).
 - The ``n`` samples of a request are sent as ``n`` requests of one sample each: every sample
   gets its own usage figures and seed, and they spread over the endpoints. The server's
   prefix cache shares the prompt between them.
@@ -181,7 +182,8 @@ class OpenAIBackend(Backend):
                 last_error = str(exc)
                 if attempt < self.max_retries:
                     await asyncio.sleep(self.backoff_s * (2**attempt) * (0.5 + random.random()))
-        await out.put(tracker.finish("error", error=f"gave up after {self.max_retries + 1} attempts: {last_error}"))
+        message = f"gave up after {self.max_retries + 1} attempts: {last_error}"
+        await out.put(tracker.finish("error", error=message, transient=True))
 
     async def _attempt(
         self, ep: Endpoint, body: dict[str, Any], tracker: SampleTracker, out: asyncio.Queue[Event | None]
@@ -235,11 +237,11 @@ class OpenAIBackend(Backend):
                 raise _Retryable(message) from exc
             if not streamed and isinstance(exc, httpx.RemoteProtocolError):
                 raise _Retryable(message) from exc
-            return tracker.finish("error", error=message)
+            return tracker.finish("error", error=message, transient=True)
         except json.JSONDecodeError as exc:
             return tracker.finish("error", error=f"{url}: malformed stream chunk: {exc}")
         if finish_reason is None:
-            return tracker.finish("error", error=f"{url}: stream ended without a finish reason")
+            return tracker.finish("error", error=f"{url}: stream ended without a finish reason", transient=True)
         completion = None
         if usage:
             tracker.prompt_tokens = usage.get("prompt_tokens")

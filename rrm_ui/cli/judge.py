@@ -126,7 +126,8 @@ async def run_judge(args: argparse.Namespace, settings: Settings, compute: Compu
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    judge = Judge(backend, fmt, sampling=sampling, compute=compute, concurrency=settings.concurrency)
+    judge = Judge(backend, fmt, sampling=sampling, compute=compute, concurrency=settings.concurrency,
+                  retries=settings.retries, retry_wait_s=settings.retry_wait_s)  # fmt: skip
     results: Any
     if store:
         from rrm_ui.services.judging import default_run_name, judge_and_store, plan_run

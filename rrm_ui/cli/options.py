@@ -24,6 +24,10 @@ def add_backend_options(j: argparse.ArgumentParser) -> None:
     g.add_argument("--tensor-parallel-size", type=int)
     g.add_argument("--enforce-eager", action="store_true", default=None)
     g.add_argument("--concurrency", type=int, help="requests in flight (default: the backend's)")
+    g.add_argument("--retries", type=int,
+                   help="tries again of a judgment whose server or stream broke (default 2)")  # fmt: skip
+    g.add_argument("--retry-wait", type=float, dest="retry_wait_s", metavar="SECONDS",
+                   help="wait before the first try again, doubled for each further one (default 10)")  # fmt: skip
     d = j.add_argument_group("decoding (paper defaults: temperature 0.6, top_p 1.0, 8192 tokens)")
     d.add_argument("--temperature", type=float)
     d.add_argument("--top-p", type=float)
@@ -45,6 +49,8 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
         tensor_parallel_size=args.tensor_parallel_size,
         enforce_eager=args.enforce_eager,
         concurrency=args.concurrency,
+        retries=args.retries,
+        retry_wait_s=args.retry_wait_s,
         temperature=args.temperature,
         top_p=args.top_p,
         max_tokens=args.max_tokens,

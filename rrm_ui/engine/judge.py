@@ -8,6 +8,8 @@ Aggregation (documented in docs/engine.md):
 - every sample's strict verdict is mapped back to a response index; samples without a
   strict verdict (truncated, no_verdict, invalid, error) are counted as ``invalid_votes``
   and never vote;
+- a sample tried again after a transient failure (``retries``) counts once, by its last try;
+  the failed tries stay in ``PairOutcome.judgments`` with status ``error`` and the reason;
 - the winner is the response with more votes; equal votes (or none) give ``None``;
 - with ``swap``, the majority of each order is compared: if both orders have a majority and
   they name different responses, the pair is position-inconsistent.
@@ -33,6 +35,7 @@ from rrm_ui.domain import (
     PairOutcome,
     Sampling,
     Status,
+    last_tries,
 )
 from rrm_ui.protocol.base import JudgeFormat
 
@@ -46,6 +49,7 @@ class StreamUpdate:
     b: int
     delta: Delta
     first_sample: int = 0  # the judgment's sample number is first_sample + delta.sample
+    attempt: int = 0  # a retried sample streams again from the start with attempt + 1
 
     @property
     def sample(self) -> int:
@@ -73,10 +77,10 @@ def _notify(callback: Callable[..., None], *args: object) -> None:
 
 
 def tally(judgments: list[Judgment] | tuple[Judgment, ...]) -> tuple[dict[int, int], int]:
-    """Votes per response index and the number of samples without a strict verdict."""
+    """Votes per response index and the number of samples without a strict verdict (last tries only)."""
     votes: dict[int, int] = {}
     invalid = 0
-    for j in judgments:
+    for j in last_tries(judgments):
         w = j.winner
         if w is None:
             invalid += 1
@@ -104,8 +108,12 @@ class Judge:
         compute: Compute | None = None,
         concurrency: int | None = None,
         observer: Observer | None = None,
+        retries: int = 0,
+        retry_wait_s: float = 5.0,
     ) -> None:
         self.backend = backend
+        self.retries = retries  # tries again of a sample that failed for a transient reason
+        self.retry_wait_s = retry_wait_s  # wait before the first try again; doubles each time
         self.fmt = fmt
         self.sampling = sampling or Sampling()
         self.compute = compute or Compute()
@@ -113,7 +121,31 @@ class Judge:
         self._slots = asyncio.Semaphore(concurrency or backend.concurrency)
 
     async def judge_order(self, item: Item, a: int, b: int, n: int, first_sample: int = 0) -> list[Judgment]:
-        """``n`` samples of ``item.responses[a]`` shown first and ``item.responses[b]`` second."""
+        """``n`` samples of ``item.responses[a]`` shown first and ``item.responses[b]`` second.
+
+        A sample that fails for a transient reason (the server went away, the stream broke) is
+        tried again, from the start and with its own seed, up to ``retries`` times after a
+        growing wait. Every failed try is returned too, before the try that replaced it.
+        """
+        pairs = await self._sample(item, a, b, n, first_sample, 0)
+        out = [jd for jd, _ in pairs]
+        failed = [jd for jd, transient in pairs if transient]
+        for attempt in range(1, self.retries + 1):
+            if not failed:
+                break
+            wait = self.retry_wait_s * 2 ** (attempt - 1)
+            log.warning("%s: %d sample(s) of %d-%d failed (%s); trying again in %.1f s (try %d of %d)",
+                        item.id, len(failed), a, b, failed[0].error, wait, attempt + 1, self.retries + 1)  # fmt: skip
+            await asyncio.sleep(wait)
+            again = await asyncio.gather(*(self._sample(item, a, b, 1, jd.sample, attempt) for jd in failed))
+            out += [jd for batch in again for jd, _ in batch]
+            failed = [jd for batch in again for jd, transient in batch if transient]
+        return out
+
+    async def _sample(
+        self, item: Item, a: int, b: int, n: int, first_sample: int, attempt: int
+    ) -> list[tuple[Judgment, bool]]:
+        """One request for ``n`` samples; each judgment with whether its failure was transient."""
         messages = tuple(self.fmt.messages(item.query, item.responses[a], item.responses[b]))
         seed = self.sampling.seed
         sampling = self.sampling if seed is None else self.sampling.with_seed(seed + first_sample)
@@ -127,21 +159,22 @@ class Judge:
                         if isinstance(ev, GenRecord):
                             records[ev.sample] = ev
                         elif on_delta is not None:
-                            _notify(on_delta, StreamUpdate(item.id, a, b, ev, first_sample))
+                            _notify(on_delta, StreamUpdate(item.id, a, b, ev, first_sample, attempt))
             except Exception as exc:  # noqa: BLE001 - a backend failure is data on the judgment
                 message = f"{type(exc).__name__}: {exc}"
                 for k in range(n):
                     records.setdefault(k, _error_record(self.backend, sampling, k, message))
-        judgments = []
+        out = []
         for k in range(n):
             rec = records.get(k) or _error_record(self.backend, sampling, k, "backend ended without a result")
-            judgments.append(self._to_judgment(rec, a, b, first_sample + k))
+            jd = self._to_judgment(rec, a, b, first_sample + k, attempt)
+            out.append((jd, rec.error is not None and rec.transient))
         if self.observer.on_judgment is not None:
-            for jd in judgments:
+            for jd, _ in out:
                 _notify(self.observer.on_judgment, item.id, jd)
-        return judgments
+        return out
 
-    def _to_judgment(self, rec: GenRecord, a: int, b: int, sample: int) -> Judgment:
+    def _to_judgment(self, rec: GenRecord, a: int, b: int, sample: int, attempt: int = 0) -> Judgment:
         if rec.error is not None:
             status, verdict, lenient = Status.ERROR, None, None
         else:
@@ -165,6 +198,7 @@ class Judge:
             seed=rec.seed,
             error=rec.error,
             endpoint=rec.endpoint,
+            attempt=attempt,
         )
 
     async def judge_pair(self, item: Item, i: int, j: int) -> PairOutcome:
@@ -188,7 +222,7 @@ class Judge:
         judgments: list[Judgment] = []
         rounds = 0
         while True:
-            room = c.budget - len(judgments)
+            room = c.budget - len(last_tries(judgments))
             step = orders[: max(0, min(len(orders), room))]
             if not step:
                 votes, invalid = tally(judgments)
@@ -200,10 +234,10 @@ class Judge:
             votes, invalid = tally(judgments)
             lead = abs(votes.get(i, 0) - votes.get(j, 0))
             if rounds == 1 and invalid == 0 and len(votes) == 1:
-                reason = f"first round unanimous ({len(judgments)} samples)"
+                reason = f"first round unanimous ({len(last_tries(judgments))} samples)"
                 break
             if rounds > 1 and lead >= c.margin:
-                reason = f"lead of {lead} votes reached after {len(judgments)} samples"
+                reason = f"lead of {lead} votes reached after {len(last_tries(judgments))} samples"
                 break
         return self._outcome(item, i, j, judgments, reason)
 
@@ -222,7 +256,7 @@ class Judge:
             votes={i: votes.get(i, 0), j: votes.get(j, 0)},
             invalid_votes=invalid,
             position_consistent=consistent,
-            samples_spent=len(judgments),
+            samples_spent=len(last_tries(judgments)),
             adaptive_reason=reason,
             judgments=tuple(judgments),
         )

@@ -182,7 +182,8 @@ class Insights:
         gold = f.refs[f.refs["reference"] == GOLD]
         pairs, alpha = dis.inter_annotator(f.labels)
         both = f.results[f.results["position_consistent"].notna()]
-        samples = comp.sample_references(f.judgments, refs)
+        votes = f.judgments[~f.judgments["retried"]]  # the samples' last tries: the ones that vote
+        samples = comp.sample_references(votes, refs)
         side = dis.runs_side_by_side(f.results, f.refs, f.judgments)
         return Dashboard(
             scope=scope,
@@ -217,7 +218,7 @@ class Insights:
             throughput=comp.distribution(f.judgments, "tokens_per_s", "backend"),
             totals=comp.run_totals(f.judgments, f.results),
             by_length=comp.accuracy_by_length(samples),
-            by_votes=comp.accuracy_by_votes(f.judgments, refs),
+            by_votes=comp.accuracy_by_votes(votes, refs),
             fixed_vs_adaptive=comp.compute_vs_accuracy(side),
         )
 

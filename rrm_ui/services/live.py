@@ -53,6 +53,13 @@ class _Stream:
     pieces: int = 0
     judgment: Judgment | None = None
     ended: float | None = None
+    attempt: int = 0
+
+    def restart(self, attempt: int) -> None:
+        """A try again of this sample after a transient failure: its text starts over."""
+        self.attempt = attempt
+        self.started = time.monotonic()
+        self.reasoning, self.answer, self.pieces, self.judgment, self.ended = [], [], 0, None, None
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class StreamSnapshot:
     pieces: int  # streamed pieces so far (about one token each); exact counts come with the judgment
     elapsed_s: float
     judgment: Judgment | None  # set once the sample has ended
+    attempt: int = 0  # > 0: tried again after a transient failure (the text is the new try's)
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,10 @@ class LiveJudgment:
     def _on_delta(self, update: StreamUpdate) -> None:
         with self._lock:
             st = self._stream(update.a, update.b, update.sample)
+            if update.attempt < st.attempt:
+                return  # a late piece of a try already replaced
+            if update.attempt > st.attempt:
+                st.restart(update.attempt)
             if update.delta.reasoning:
                 st.reasoning.append(update.delta.reasoning)
             if update.delta.answer:
@@ -147,6 +159,10 @@ class LiveJudgment:
     def _on_judgment(self, _item_id: str, judgment: Judgment) -> None:
         with self._lock:
             st = self._stream(judgment.a, judgment.b, judgment.sample)
+            if judgment.attempt < st.attempt:
+                return
+            if judgment.attempt > st.attempt:
+                st.restart(judgment.attempt)
             st.judgment = judgment
             st.ended = time.monotonic()
 
@@ -222,6 +238,7 @@ class LiveJudgment:
                     st.pieces,
                     (st.ended or self._ended or now) - st.started,
                     st.judgment,
+                    st.attempt,
                 )
                 for st in sorted(self._streams.values(), key=lambda s: (min(s.a, s.b), max(s.a, s.b), s.a, s.sample))
             )

@@ -153,6 +153,8 @@ class Runtime:
             compute=compute,
             concurrency=self.settings.concurrency,
             observer=observer,
+            retries=self.settings.retries,
+            retry_wait_s=self.settings.retry_wait_s,
         )
 
     def close(self) -> None:

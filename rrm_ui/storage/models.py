@@ -75,6 +75,7 @@ class Judgment(Base):
     a: Mapped[int]
     b: Mapped[int]
     sample: Mapped[int]
+    attempt: Mapped[int] = mapped_column(default=0, server_default="0")  # > 0: tried again after a failed try
     verdict: Mapped[str | None] = mapped_column(String(1))
     lenient_verdict: Mapped[str | None] = mapped_column(String(1))
     status: Mapped[str] = mapped_column(String(20), index=True)

@@ -32,7 +32,7 @@ class AnalyticsFrames:
     - ``runs``: id, dataset_id, name, kind, backend, model, strategy, compute (dict);
     - ``results``: the latest aggregate per (run, item): run_id, item_id, winner, decision,
       ranking, votes (dict, keys are response indices as strings), position_consistent;
-    - ``judgments``: id, run_id, item_id, a, b, sample, verdict, status, prompt_tokens,
+    - ``judgments``: id, run_id, item_id, a, b, sample, attempt, verdict, status, prompt_tokens,
       completion_tokens, reasoning_tokens, ttft_s, latency_s, finish_reason;
     - ``labels``: the latest label per (annotator, item, pair): id, annotator, item_id, pair_i,
       pair_j, run_id, choice, blind, source, has_note, time_taken_s.
@@ -92,8 +92,9 @@ class AnalyticsStore:
         )  # fmt: skip
         judgments = select(
             m.Judgment.id, m.Judgment.run_id, m.Judgment.item_id, m.Judgment.a, m.Judgment.b, m.Judgment.sample,
-            m.Judgment.verdict, m.Judgment.status, m.Judgment.prompt_tokens, m.Judgment.completion_tokens,
-            m.Judgment.reasoning_tokens, m.Judgment.ttft_s, m.Judgment.latency_s, m.Judgment.finish_reason,
+            m.Judgment.attempt, m.Judgment.verdict, m.Judgment.status, m.Judgment.prompt_tokens,
+            m.Judgment.completion_tokens, m.Judgment.reasoning_tokens, m.Judgment.ttft_s, m.Judgment.latency_s,
+            m.Judgment.finish_reason,
         )  # fmt: skip
         labels = (
             select(

@@ -378,7 +378,7 @@ def _judgment(r: m.Judgment) -> Judgment:
         reasoning=r.reasoning, answer=r.answer,
         prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, reasoning_tokens=r.reasoning_tokens,
         ttft_s=r.ttft_s, latency_s=r.latency_s if r.latency_s is not None else 0.0,
-        finish_reason=r.finish_reason, seed=r.seed, error=r.error, endpoint=r.endpoint,
+        finish_reason=r.finish_reason, seed=r.seed, error=r.error, endpoint=r.endpoint, attempt=r.attempt,
     )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import nh3
 from markdown_it import MarkdownIt
 
-from rrm_ui.domain import ItemResult, Judgment, PairOutcome, Status
+from rrm_ui.domain import ItemResult, Judgment, PairOutcome, Status, last_tries
 
 __all__ = [
     "StreamView",
@@ -272,7 +272,8 @@ def _judgment_rows(judgments: list[Judgment]) -> str:
         if j.error:
             body += f'<div class="rrm-stream-error">{_e(j.error)}</div>'
         rows.append(
-            f'<tr data-status="{_e(j.status.value)}"><td>{k}</td><td>{j.a + 1}→{j.b + 1}</td><td>{j.sample + 1}</td>'
+            f'<tr data-status="{_e(j.status.value)}"><td>{k}</td><td>{j.a + 1}→{j.b + 1}</td><td>{j.sample + 1}'
+            f"{f' (try {j.attempt + 1})' if j.attempt else ''}</td>"
             f"<td>{_e(j.status.value.replace('_', ' '))}</td><td>{_e(verdict)}</td>"
             f"<td>{_e(tokens)}</td><td>{j.latency_s:.1f} s</td>"
             f'<td><details><summary>reasoning</summary><div class="rrm-think-box">{body}</div></details></td></tr>'
@@ -299,7 +300,9 @@ def verdict_card(
     every judgment with its reasoning.  The root element has class ``rrm-verdict`` and
     ``data-winner`` = the 1-based winner, ``"tie"`` or ``"none"``.
     """
-    judgments = [j for p in result.pairs for j in p.judgments]
+    tries = [j for p in result.pairs for j in p.judgments]
+    judgments = last_tries(tries)  # a sample tried again after a transient failure counts once
+    retried = len(tries) - len(judgments)
     total = len(judgments)
     invalid = sum(p.invalid_votes for p in result.pairs)
     indices = sorted({x for p in result.pairs for x in (p.i, p.j)})
@@ -342,6 +345,8 @@ def verdict_card(
     counts = Counter(j.status for j in judgments)
     parts = [f"{counts[s]} {_STATUS_TEXT[s.value]}" for s in Status if counts[s] and s is not Status.OK]
     status_text = f"{total}: {counts[Status.OK]} with a verdict" + "".join(f", {p}" for p in parts)
+    if retried:
+        status_text += f" ({retried} failed {'try' if retried == 1 else 'tries'} tried again)"
     warnings = _warnings(counts, total, thinking_budget, [j.error for j in judgments if j.error])
     if result.position_consistent is False:
         warnings.append(
@@ -363,7 +368,7 @@ def verdict_card(
         f'<div class="rrm-verdict-kicker">Verdict · {_e(result.strategy)}</div>'
         f'<h3 class="rrm-verdict-winner">{_e(headline)}</h3>'
         f'<dl class="rrm-verdict-facts">{dl}</dl>{warn}'
-        f"{_judgment_rows(judgments) if show_judgments and judgments else ''}</section>"
+        f"{_judgment_rows(tries) if show_judgments and tries else ''}</section>"
     )
 
 

@@ -74,9 +74,11 @@ def traces_table(js: pd.DataFrame) -> str:
         body = text_block(j.reasoning) + (text_block(j.answer, cls="rrm-pre rrm-answer") if j.answer else "")
         if isinstance(j.error, str) and j.error:
             body += f'<div class="rrm-stream-error">{_e(j.error)}</div>'
+        attempt = int(getattr(j, "attempt", 0) or 0)
+        sample = f"{int(j.sample) + 1}" + (f" (try {attempt + 1})" if attempt else "")
         rows.append(
             f'<tr data-status="{_e(j.status)}" data-judgment="{_e(j.id)}"><td>{k}</td><td>{int(j.a) + 1}→'
-            f"{int(j.b) + 1}</td><td>{int(j.sample) + 1}</td><td>{_e(str(j.status).replace('_', ' '))}</td>"
+            f"{int(j.b) + 1}</td><td>{sample}</td><td>{_e(str(j.status).replace('_', ' '))}</td>"
             f"<td>{'Response ' + str(verdict) if verdict else '—'}</td><td>{_num(j.reasoning_tokens)}</td>"
             f"<td>{_num(j.completion_tokens)}</td><td>{_num(j.ttft_s, '{:.2f}', ' s')}</td>"
             f"<td>{_num(j.latency_s, '{:.1f}', ' s')}</td>"

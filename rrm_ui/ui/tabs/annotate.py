@@ -210,8 +210,9 @@ def _model_html(task: Task) -> str:
     )
     views = [
         render.StreamView(
-            f"{jd.a}-{jd.b}:{jd.sample}",
-            f"Response {jd.a + 1} shown first · sample {jd.sample + 1}",
+            f"{jd.a}-{jd.b}:{jd.sample}" + (f".{jd.attempt}" if jd.attempt else ""),
+            f"Response {jd.a + 1} shown first · sample {jd.sample + 1}"
+            + (f" · try {jd.attempt + 1}" * bool(jd.attempt)),
             jd.reasoning,
             jd.answer,
             jd.completion_tokens or 0,

@@ -170,6 +170,8 @@ def recent(ctx: AppContext, request: RequestLike | None) -> pd.DataFrame:
 def _stream_view(s: StreamSnapshot, state: LiveState) -> render.StreamView:
     j = s.judgment
     title = f"Response {s.a + 1} vs {s.b + 1} · {s.a + 1} shown first · sample {s.sample + 1}"
+    if s.attempt:
+        title += f" · try {s.attempt + 1} (the server failed before)"
     if j is None:
         status = "aborted" if state in (LiveState.STOPPED, LiveState.FAILED) else None
         return render.StreamView(
