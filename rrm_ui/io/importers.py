@@ -268,9 +268,16 @@ class _Row:
 
     def text(self, key: str, value: Any) -> str:
         if isinstance(value, str) and value.strip():
-            return value
+            return self.no_nul(key, value)
         kind = "a non-empty string" if isinstance(value, str) else "a string"
         raise self.error(key, f"expected {kind}, found {describe(value)}")
+
+    def no_nul(self, key: str, value: str) -> str:
+        """``value``, unless it holds a NUL character (JSON's \\u0000), which text columns cannot store."""
+        if "\x00" in value:
+            at = value.index("\x00") + 1
+            raise self.error(key, f"expected text without NUL characters, found a NUL (\\u0000) at character {at}")
+        return value
 
     def response(self, key: str, value: Any) -> str:
         text = self.text(key, value)
@@ -294,7 +301,7 @@ class _Row:
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
         if isinstance(value, str) and value.strip():
-            return value
+            return self.no_nul(key, value)
         raise self.error(key, f"expected a string or an integer, found {describe(value)}")
 
     def subset(self, key: str) -> str | None:
@@ -302,7 +309,7 @@ class _Row:
         if value is None or value == "":
             return None
         if isinstance(value, str):
-            return value
+            return self.no_nul(key, value)
         raise self.error(key, f"expected a string, found {describe(value)}")
 
     def label_key(self, key: str) -> str | None:
@@ -428,7 +435,7 @@ def _messages(row: _Row, key: str, value: Any) -> list[tuple[str, str]]:
             raise row.error(f"{key}[{k}].role", f"expected a non-empty string, found {describe(role)}")
         if not isinstance(content, str):
             raise row.error(f"{key}[{k}].content", f"expected a string, found {describe(content)}")
-        out.append((role, content))
+        out.append((role, row.no_nul(f"{key}[{k}].content", content)))
     return out
 
 

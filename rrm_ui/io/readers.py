@@ -16,6 +16,9 @@ bytes (a ``.gz`` name without them is an error). The type comes from the extensi
 after ``.gz`` is removed; without a known extension the content decides (``PAR1`` is
 Parquet, ``[`` JSON, ``{`` JSONL).
 
+Text must be UTF-8 without NUL bytes (a leading BOM is dropped), and a JSON record may nest
+lists and objects at most :data:`MAX_DEPTH` levels deep, so that no later step recurses deeply.
+
 Memory stays bounded by the records the caller keeps: nothing is read ahead beyond a
 line (JSONL, CSV) or a record batch (Parquet); only JSON lists are loaded whole. The
 file size is checked before reading and, for gzip, the decompressed bytes are counted
@@ -53,6 +56,7 @@ _SNIFF = 8192  # bytes looked at to tell text from binary
 _CLIP = 60
 _BATCH = 1024  # Parquet rows per record batch
 _GZIP_ERRORS = (OSError, EOFError, zlib.error)
+MAX_DEPTH = 100  # levels of lists and objects in one JSON record (a record itself is level 1)
 
 
 class ImportFileError(ValueError):
@@ -114,7 +118,20 @@ def _show(delimiter: str) -> str:
 
 
 def mb(n: int) -> str:
-    return f"{n / 1024**2:.1f} MB"
+    """A size for a message: MB with one decimal, or exact bytes below 0.1 MB (where MB would read 0.0)."""
+    return f"{n / 1024**2:.1f} MB" if n >= 1024**2 / 10 else f"{n:,} bytes"
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` levels deep (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +190,9 @@ class _Reader:
         except OSError as e:
             raise self.error(None, None, f"cannot read: expected a readable file, found {e.strerror or e}") from None
         if size > self.max_bytes:
-            raise self.error(None, None, f"file too large: it is {mb(size)}, over the limit of {mb(self.max_bytes)}")
+            raise self.error(
+                None, None, f"file too large: it is {mb(size)} ({size:,} bytes), over the limit of {mb(self.max_bytes)}"
+            )
         self.gz = magic == GZIP_MAGIC
         name = path.name.lower()
         if name.endswith(".gz"):
@@ -275,6 +294,11 @@ class _Reader:
             raise self.error(
                 n, None, f"not UTF-8: expected UTF-8 text, found byte 0x{raw[e.start]:02x} at byte {e.start + 1}"
             ) from None
+        if "\x00" in text:
+            at = text.index("\x00") + 1
+            raise self.error(
+                n, None, f"found a NUL byte at character {at}: expected text without NUL bytes (binary data?)"
+            )
         return text[1:] if n == 1 and text.startswith("\ufeff") else text
 
     def _jsonl(self) -> Iterator[Record]:
@@ -288,9 +312,11 @@ class _Reader:
                 raise self.error(
                     n, None, f"broken JSON: expected a JSON object, found invalid JSON ({e.msg} at column {e.colno})"
                 ) from None
+            except RecursionError:
+                raise self._deep(n) from None
             if not isinstance(obj, dict):
                 raise self.error(n, None, f"expected a JSON object, found {describe(obj)}")
-            yield Record(n, obj)
+            yield Record(n, self._shallow(n, obj))
 
     def _json(self) -> Iterator[Record]:
         stream = self._stream()
@@ -308,17 +334,35 @@ class _Reader:
             raise self.error(line, None, f"not UTF-8: expected UTF-8 text, found byte 0x{data[e.start]:02x}") from None
         if not text.strip():
             return
+        if "\x00" in text:
+            at = text.index("\x00")
+            raise self.error(
+                text.count("\n", 0, at) + 1, None, "found a NUL byte: expected text without NUL bytes (binary data?)"
+            )
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
             raise self.error(e.lineno, None, f"broken JSON: {e.msg} at column {e.colno}") from None
+        except RecursionError:
+            raise self._deep(None) from None
         if not isinstance(obj, list):
             hint = "; a file with one JSON object per line must be named .jsonl" if isinstance(obj, dict) else ""
             raise self.error(None, None, f"expected a JSON list of objects, found {describe(obj)}{hint}")
         for k, rec in enumerate(obj, start=1):
             if not isinstance(rec, dict):
                 raise self.error(k, None, f"expected a JSON object, found {describe(rec)}", "row")
-            yield Record(k, rec)
+            yield Record(k, self._shallow(k, rec, "row"))
+
+    def _deep(self, pos: int | None, key: str | None = None, unit: str = "line") -> ImportFileError:
+        detail = f"JSON nested too deeply: expected at most {MAX_DEPTH} levels of lists and objects, found more"
+        return self.error(pos, key, detail, unit)
+
+    def _shallow(self, pos: int, obj: dict[str, Any], unit: str = "line") -> dict[str, Any]:
+        """``obj`` if no value nests more than :data:`MAX_DEPTH` levels (so later steps need no deep recursion)."""
+        for key, value in obj.items():
+            if isinstance(value, dict | list) and too_deep(value, MAX_DEPTH - 1):
+                raise self._deep(pos, str(key), unit)
+        return obj
 
     def _csv(self, delimiter: str) -> Iterator[Record]:
         # Raise the module-wide cell size limit (default 128 KiB) so that long responses fit; never lower it.
@@ -386,7 +430,11 @@ class _Reader:
                     n += 1
                     yield Record(n, rec)
         except (pa.ArrowException, OSError) as e:
-            raise self.error(None, None, f"not a readable Parquet file: {clip(str(e))}") from None
+            raise self.error(
+                None,
+                None,
+                f"not a readable Parquet file: expected a complete Parquet file, found it corrupt ({clip(str(e))})",
+            ) from None
 
     def _inflate(self) -> Path:
         """Decompress the gzip file into a temporary file (removed on close), counting the bytes."""

@@ -2,7 +2,9 @@
 
 The browser sends the file to the web server's upload folder; these functions read it with
 the same importers as ``rrm-ui import``. The data set name comes from the file's own name
-(never a path: a name like ``../../x.jsonl`` becomes ``x``) unless the user gives one.
+(never a path: a name like ``../../x.jsonl`` becomes ``x``) unless the user gives one. Messages
+name the file by the name the user chose, never the upload folder's path, with control and
+text-direction characters replaced (they could hide or reorder the rest of the message).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from rrm_ui.storage import Repository
 
 PREVIEW_ROWS = 5
 MAX_UPLOAD_BYTES = 512 * 1024**2
+# control characters and text-direction marks: in a message they could hide or reorder what follows
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,11 @@ def safe_name(file_name: str) -> str:
     return cleaned[:100] or "upload"
 
 
+def shown_name(file_name: str) -> str:
+    """An uploaded file's name as messages show it: control and text-direction characters become U+FFFD."""
+    return _HIDDEN.sub("\ufffd", file_name)
+
+
 def mapping_from_text(preset: str | None, text: str, labels: str) -> Mapping | None:
     """A mapping from the form: a preset name, or ``key=fields`` lines (``rrm-ui import --map`` syntax)."""
     if preset:
@@ -56,7 +65,7 @@ def mapping_from_text(preset: str | None, text: str, labels: str) -> Mapping | N
 def preview(path: str | Path, file_name: str | None = None) -> UploadPreview:
     """The first records of an uploaded file, its type and detected format, or what is wrong with it."""
     path = Path(path)
-    shown = file_name or path.name
+    shown = shown_name(file_name or path.name)
     name = safe_name(shown)
     records: list[dict[str, Any]] = []
     file_type = fmt = problem = None
@@ -98,14 +107,22 @@ def import_upload(
     Error messages name the uploaded file (not the server's temporary path), the line or row,
     the field and what was expected.
     """
-    shown = file_name or Path(path).name
+    shown = shown_name(file_name or Path(path).name)
     try:
         ds = read_dataset(
             path, name=(name or "").strip() or safe_name(shown), mapping=mapping, max_bytes=MAX_UPLOAD_BYTES
         )
     except ImportFileError as e:
-        raise ImportFileError(shown, e.line, e.field, e.detail, e.unit) from None
+        raise ImportFileError(shown, e.line, e.field, e.detail.replace(str(path), shown), e.unit) from None
     return repo.create_dataset(ds)
 
 
-__all__ = ["MAX_UPLOAD_BYTES", "UploadPreview", "import_upload", "mapping_from_text", "preview", "safe_name"]
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "UploadPreview",
+    "import_upload",
+    "mapping_from_text",
+    "preview",
+    "safe_name",
+    "shown_name",
+]
