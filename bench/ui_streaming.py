@@ -43,6 +43,66 @@ PROBE = """() => {
 }"""
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "2"}
+
+
+def pinned(command: list[str], pin: bool) -> list[str]:
+    """With ``pin``: the command (app and model) on CPU 0, this process and the Chromium it starts on CPU 1."""
+    if not pin:
+        return command
+    os.sched_setaffinity(0, {1})
+    return ["taskset", "-c", "0", *command]
+
+
+def stop_app(app: subprocess.Popen, timeout_s: float = 60) -> None:
+    """SIGTERM, then SIGKILL if the app has not shut down in time (a loaded machine slows vLLM's teardown)."""
+    app.terminate()
+    try:
+        app.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        app.kill()
+        app.wait()
+
+
+def launch_chromium(p):  # noqa: ANN001, ANN201 - playwright's sync API
+    return p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--headless", "--disable-gpu"])
+
+
+def open_when_ready(browser, port: int, timeout_s: float = 300):  # noqa: ANN001, ANN201
+    """A page on the app once the server answers and the banner says the model is ready."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            page.goto(f"http://127.0.0.1:{port}")
+            break
+        except Exception:  # noqa: BLE001 - the server is still starting
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    page.wait_for_selector("#model-banner:has-text('Model ready')", timeout=timeout_s * 1000)
+    return page
+
+
+def fill_pair(page, budget: int, votes: int = 4) -> None:  # noqa: ANN001
+    """The Judge form: one pair, ``votes`` votes per order, both orders (2 x votes streams)."""
+    page.fill("#judge-query textarea", "Which answer explains recursion better?")
+    page.fill("#judge-response-1 textarea", "A function that calls itself on a smaller input.")
+    page.fill("#judge-response-2 textarea", "Recursion is when you loop.")
+    for sel, value in (("#judge-budget", budget), ("#judge-votes", votes)):
+        box = page.locator(f"{sel} input[type=number]")
+        box.fill(str(value))
+        box.press("Enter")
+    page.check("#judge-swap input")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=int, default=8000)
@@ -55,41 +115,18 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="rrm-ui-bench-"))
     model = ensure_tiny_model(args.model)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     db = tmp / "bench.db"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "2"}
     log = (tmp / "app.log").open("w")
     command = [sys.executable, "app.py", "--model", model, "--db", f"sqlite:///{db}", "--port", str(port),
                "--max-tokens", str(args.budget)]  # fmt: skip
-    if args.pin:
-        command = ["taskset", "-c", "0", *command]
-        os.sched_setaffinity(0, {1})  # this process and the Chromium it starts
-    app = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    command = pinned(command, args.pin)
+    app = subprocess.Popen(command, cwd=ROOT, env=app_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                        args=["--no-sandbox", "--headless", "--disable-gpu"])  # fmt: skip
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    page.goto(f"http://127.0.0.1:{port}")
-                    break
-                except Exception:  # noqa: BLE001 - the server is still starting
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(1)
-            page.wait_for_selector("#model-banner:has-text('Model ready')", timeout=300_000)
-            page.fill("#judge-query textarea", "Which answer explains recursion better?")
-            page.fill("#judge-response-1 textarea", "A function that calls itself on a smaller input.")
-            page.fill("#judge-response-2 textarea", "Recursion is when you loop.")
-            for sel, value in (("#judge-budget", args.budget), ("#judge-votes", 4)):
-                box = page.locator(f"{sel} input[type=number]")
-                box.fill(str(value))
-                box.press("Enter")
-            page.check("#judge-swap input")
+            browser = launch_chromium(p)
+            page = open_when_ready(browser, port)
+            fill_pair(page, args.budget)
             page.evaluate(PROBE)
             started = time.monotonic()
             page.click("#judge-go")
@@ -111,9 +148,11 @@ def main() -> None:
         with sqlite3.connect(db) as conn:
             stored = [r[0] for r in conn.execute("select reasoning from judgments")]
             tokens = sum(r[0] or 0 for r in conn.execute("select completion_tokens from judgments"))
-        # HTML parsing turns CR and CRLF into LF and NUL into U+FFFD; compare the text as a browser holds it
+
+        # HTML parsing turns CR and CRLF into LF and drops NUL from text (in body text a NUL is ignored, not
+        # replaced); compare the text as a browser holds it
         def as_html(text: str) -> str:
-            return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "\ufffd")
+            return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
 
         complete = sum(1 for text in stored if any(as_html(text) == s for s in shown))
         # the random model's invalid byte pieces: compare once more without replacement characters
@@ -133,8 +172,7 @@ def main() -> None:
         print(f"final text complete: {complete} of {len(stored)} stored judgments found whole in their panels, "
               f"{nearly} of {len(stored)} when U+FFFD replacement characters are ignored")  # fmt: skip
     finally:
-        app.terminate()
-        app.wait(30)
+        stop_app(app)
 
 
 if __name__ == "__main__":
