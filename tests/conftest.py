@@ -85,10 +85,10 @@ def free_port() -> int:
 class VLLMServer:
     """A real ``vllm.entrypoints.openai.api_server`` process serving a model on loopback."""
 
-    def __init__(self, model: Path, log_dir: Path, *, reasoning_parser: bool = True) -> None:
-        self.port = free_port()
+    def __init__(self, model: Path, log_dir: Path, *, reasoning_parser: bool = True, port: int | None = None) -> None:
+        self.port = port or free_port()  # a port given: a server coming back where an earlier one was
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.log_path = log_dir / f"vllm-server-{self.port}.log"
+        self.log_path = log_dir / f"vllm-server-{self.port}-{time.monotonic_ns()}.log"
         cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(model), "--port", str(self.port), "--host", "127.0.0.1",
