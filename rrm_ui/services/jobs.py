@@ -190,6 +190,10 @@ class JobManager:
                     plan = plan_run(self.repo, job.dataset_id, run.name, judge, run.strategy or "auto")
                     self._move(job.id, JobStatus.QUEUED, None, (JobStatus.RUNNING, JobStatus.QUEUED))
                     self._launch(job.id, judge, plan, run.strategy or "auto", job.bracket_seed)
+                    # a warning, so it reaches the app's stderr (the app configures no logging)
+                    total = plan.already_done + len(plan.todo)
+                    log.warning("job #%s continues after a restart: %d of %d items were judged before, %d to go",
+                                job.id, plan.already_done, total, len(plan.todo))  # fmt: skip
                 except ModelUnavailable as exc:
                     self.repo.set_job_status(job.id, JobStatus.QUEUED, f"waiting for a model: {exc}",
                                              only_from=(JobStatus.RUNNING, JobStatus.QUEUED))  # fmt: skip

@@ -269,20 +269,26 @@ def render_tab(ctx: AppContext, demo: gr.Blocks) -> None:
         path, message = export_file(ctx, request, ds, rn, f, c)
         return {out_file: path, exported: message}
 
-    upload.upload(on_upload, upload, [summary, rows, name, mapping_box])
-    do_import.click(import_fn, [upload, name, preset, mapping, labels], [imported, dataset, ex_dataset])
+    # Named API endpoints: a script starts and follows jobs as the tab does (tests/test_app_kill.py).
+    upload.upload(on_upload, upload, [summary, rows, name, mapping_box], api_name="batch_preview")
+    do_import.click(
+        import_fn, [upload, name, preset, mapping, labels], [imported, dataset, ex_dataset], api_name="batch_import"
+    )
+
     def latest_fn(request: gr.Request) -> dict:
         jobs = visible_jobs(ctx, request)
         return {table: jobs_table(jobs), progress: jobs_progress(jobs), job_id: jobs[0].id if jobs else None}
 
-    start.click(start_fn, [dataset, budget, votes, swap, adaptive, strategy, run_name], started).then(
-        latest_fn, None, [table, progress, job_id], show_progress="hidden"
+    start.click(
+        start_fn, [dataset, budget, votes, swap, adaptive, strategy, run_name], started, api_name="batch_start"
+    ).then(latest_fn, None, [table, progress, job_id], show_progress="hidden", api_name="batch_latest")
+    timer.tick(poll_fn, None, [table, progress], show_progress="hidden", api_name="batch_poll")
+    pause.click(action("pause"), job_id, controlled, api_name="batch_pause")
+    resume.click(action("resume"), job_id, controlled, api_name="batch_resume")
+    cancel.click(action("cancel"), job_id, controlled, api_name="batch_cancel")
+    ex_dataset.change(
+        lambda ds: gr.update(choices=run_names(ctx, ds), value=None), ex_dataset, ex_run, api_name="batch_runs"
     )
-    timer.tick(poll_fn, None, [table, progress], show_progress="hidden")
-    pause.click(action("pause"), job_id, controlled)
-    resume.click(action("resume"), job_id, controlled)
-    cancel.click(action("cancel"), job_id, controlled)
-    ex_dataset.change(lambda ds: gr.update(choices=run_names(ctx, ds), value=None), ex_dataset, ex_run)
-    do_export.click(export_fn, [ex_dataset, ex_run, fmt, corrected], [out_file, exported])
-    demo.load(refresh_datasets, None, [dataset, ex_dataset])
-    demo.load(poll_fn, None, [table, progress])
+    do_export.click(export_fn, [ex_dataset, ex_run, fmt, corrected], [out_file, exported], api_name="batch_export")
+    demo.load(refresh_datasets, None, [dataset, ex_dataset], api_name="batch_datasets")
+    demo.load(poll_fn, None, [table, progress], api_name="batch_jobs")
