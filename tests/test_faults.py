@@ -94,6 +94,7 @@ def test_model_server_killed_mid_stream_and_back(tiny_model: Path, shared_data: 
         wait_for("the job to end", lambda: rows(db, "select status from jobs")[0][0] in ("done", "failed"), 600, app)
         status, message, done = rows(db, "select status, message, items_done from jobs")[0]
         assert (status, done) == ("done", ITEMS), (status, message)
+        assert message.endswith(" 0 errors")  # every failed try was replaced by one that did not fail
         assert app.proc.poll() is None
 
         # one result per item; every failed try has the reason and a later try that did not fail

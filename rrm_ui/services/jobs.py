@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
-from rrm_ui.domain import Compute, JobInfo, JobStatus, RunInfo, Sampling, Status
+from rrm_ui.domain import Compute, JobInfo, JobStatus, RunInfo, Sampling, Status, last_tries
 from rrm_ui.engine.judge import Judge
 from rrm_ui.engine.runner import STRATEGIES
 from rrm_ui.services.judging import RunPlan, default_run_name, judge_and_store, plan_run
@@ -266,13 +266,13 @@ class JobManager:
             async with contextlib.aclosing(stored) as results:  # a stop closes it, aborting items in flight
                 async for result in results:
                     now = time.monotonic()
-                    judgments = [j for pair in result.pairs for j in pair.judgments]
+                    tries = [j for pair in result.pairs for j in pair.judgments]
                     await _unbroken(
                         repo.add_job_progress,
                         job_id,
                         items=1,
-                        errors=sum(j.status is Status.ERROR for j in judgments),
-                        tokens=sum(j.completion_tokens or 0 for j in judgments),
+                        errors=sum(j.status is Status.ERROR for j in last_tries(tries)),  # a failed try tried again
+                        tokens=sum(j.completion_tokens or 0 for j in tries),  # is no error, but it cost tokens
                         active_s=now - last,
                     )
                     last = now
