@@ -70,7 +70,10 @@ class AppContext:
 
     @staticmethod
     def session(request: RequestLike | None) -> str:
-        return getattr(request, "session_hash", None) or "default"
+        """The key of the page's live judgments: its session hash, under its user's name, so a session
+        hash sent by another user (the app's LoginGate refuses that already) never reaches them."""
+        user = getattr(request, "username", None) or ""
+        return f"{user}:{getattr(request, 'session_hash', None) or 'default'}"
 
     def live(self, request: RequestLike | None, slot: str = "judge") -> LiveJudgment | None:
         with self._lock:
