@@ -7,6 +7,7 @@ plain functions.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import OrderedDict
@@ -202,7 +203,7 @@ def build(ctx: AppContext) -> gr.Blocks:
 
 def launch(ctx: AppContext, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
     """Start the web server. With accounts in the database every page and API route needs a login."""
-    from rrm_ui.services import accounts
+    from rrm_ui.services import accounts, uploads
 
     demo = build(ctx)
     # Model events share one concurrency group sized for the backend (see Runtime.ui_concurrency);
@@ -211,8 +212,11 @@ def launch(ctx: AppContext, *, host: str = "127.0.0.1", port: int = 7860, block:
     auth = None
     if ctx.login:
 
-        def auth(name: str, password: str) -> bool:
-            return accounts.authenticate(ctx.repo, name, password) is not None
+        async def auth(name: str, password: str) -> bool:
+            # Gradio awaits this on its event loop: the scrypt check (about 30 ms of CPU) and the
+            # database read go to a thread, so thirty people logging in at once stall nobody else.
+            found = await asyncio.to_thread(accounts.authenticate, ctx.repo, name, password)
+            return found is not None
 
     return demo.launch(
         server_name=host,
@@ -225,5 +229,6 @@ def launch(ctx: AppContext, *, host: str = "127.0.0.1", port: int = 7860, block:
         show_error=True,
         quiet=not block,
         footer_links=["api"],
+        max_file_size=uploads.MAX_UPLOAD_BYTES,  # refused with 413 before it is written to disk
         app_kwargs={"middleware": [Middleware(LoginGate)]} if ctx.login else None,
     )
