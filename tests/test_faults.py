@@ -22,7 +22,7 @@ from tests.conftest import VLLMServer, llmbar_subset
 from tests.test_e2e_browser import App, rrm_ui
 
 pytestmark = pytest.mark.slow
-ITEMS = 16
+ITEMS = 32
 NO_RUN = "(none: collect preferences without a model verdict)"  # rrm_ui.ui.tabs.annotate.NO_RUN
 
 
@@ -60,15 +60,13 @@ def test_model_server_killed_mid_stream_and_back(tiny_model: Path, shared_data: 
 
         def start() -> bool:  # refused with "still loading" until the backend has asked the server
             nonlocal started
-            started = judge_user.predict("pairs", 1024, 1, True, False, "auto", "", api_name="/batch_start")
+            started = judge_user.predict("pairs", 2048, 1, True, False, "auto", "", api_name="/batch_start")
             return "Started job" in started
 
         wait_for("the job to start", start, 120, app)
 
-        # kill the server while judgments stream: at least one item stored, requests running
-        wait_for("a stored result and requests in flight",
-                 lambda: rows(db, "select count(*) from item_results")[0][0] >= 1
-                 and server.metric("vllm:num_requests_running") > 0, 300, app)  # fmt: skip
+        # kill the server while judgments stream (the random model often ends early: poll the server often)
+        wait_for("requests in flight", lambda: server.metric("vllm:num_requests_running") > 0, 300, app)
         server.kill()
         killed_at = time.monotonic()
         done_at_kill = rows(db, "select count(*) from item_results")[0][0]
