@@ -5,7 +5,8 @@ once; prefix caching shares the long system prompt across pairs. Closing the str
 the request inside the engine.
 
 vLLM starts worker processes: scripts that create this backend must keep their entry
-point under ``if __name__ == "__main__":``.
+point under ``if __name__ == "__main__":``. A watchdog (:mod:`rrm_ui.backends.orphans`) ends
+them if the app is killed before it can shut them down.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+from rrm_ui.backends import orphans
 from rrm_ui.backends.base import Backend, BackendError, Event, SampleTracker
 from rrm_ui.backends.models import chat_prompt_ids
 from rrm_ui.domain import GenRequest
@@ -49,6 +51,7 @@ class VLLMBackend(Backend):
         )
         self._engine: Any = None
         self._tokenizer: Any = None
+        self._watchdog: Any = None
 
     async def start(self) -> None:
         if self._engine is not None:
@@ -70,7 +73,9 @@ class VLLMBackend(Backend):
             # whole engine. Without chunked prefill, seeded judging runs (tests/test_backends_real.py).
             kwargs.setdefault("enable_chunked_prefill", False)
         self._tokenizer = AutoTokenizer.from_pretrained(self.model)
+        before = orphans.children()
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+        self._watchdog = orphans.guard(before)  # the engine's processes end if the app is killed
 
     async def stream(self, request: GenRequest) -> AsyncIterator[Event]:
         from vllm.inputs import TokensPrompt
@@ -118,3 +123,6 @@ class VLLMBackend(Backend):
         if self._engine is not None:
             self._engine.shutdown()
             self._engine = None
+        if self._watchdog is not None:
+            self._watchdog.terminate()
+            self._watchdog = None
