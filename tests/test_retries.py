@@ -135,3 +135,36 @@ def test_stored_tries_read_back_and_the_dashboards_count_the_last_try(tmp_path: 
     assert sorted(zip(j["sample"], j["attempt"], j["retried"], strict=True)) == [(0, 0, False), (1, 0, True),
                                                                                  (1, 1, False)]  # fmt: skip
     assert len(last_tries(list(outcome.judgments))) == 2
+
+
+class _Runtime:
+    """What LiveJudgment needs of the app's runtime: a judge on a flaky backend, a loop, a database."""
+
+    def __init__(self, repo: object, loop: object, backend: ScriptedBackend) -> None:
+        self.repo, self.loop, self.backend = repo, loop, backend
+
+    def judge(self, compute: Compute, sampling: Sampling, observer: Observer) -> Judge:
+        return Judge(self.backend, RRM_FORMAT, sampling=sampling, compute=compute, observer=observer, retries=1,
+                     retry_wait_s=0.001)  # fmt: skip
+
+    def submit(self, coro):  # noqa: ANN001, ANN201
+        return asyncio.run_coroutine_threadsafe(coro, self.loop.loop)
+
+
+def test_the_live_panel_starts_over_on_a_retry_and_the_failed_try_is_stored(tmp_path: Path, loop) -> None:  # noqa: ANN001
+    from rrm_ui.services.live import LiveJudgment, LiveState
+
+    repo = open_repository(Settings(database_url=f"sqlite:///{tmp_path / 'r.db'}"))
+    live = LiveJudgment(_Runtime(repo, loop, FlakyOnce({(GOOD, 0)})), ITEM, compute=Compute(votes=1, swap=True),
+                        sampling=Sampling(seed=7))  # fmt: skip
+    snap = live.wait(60)
+    assert snap.state is LiveState.DONE, snap.error
+    panels = {(s.a, s.b, s.sample): s for s in snap.streams}
+    assert len(panels) == 2  # one panel per sample: the retry replaced the failed try's text in its panel
+    retried = panels[(1, 0, 0)]
+    assert retried.attempt == 1 and retried.judgment.status is Status.OK and retried.judgment.attempt == 1
+    assert retried.reasoning == retried.judgment.reasoning  # the new try's text only, not both tries'
+    stored = repo.item_judgments(snap.item_db_id)
+    assert sorted(zip(stored["a"], stored["attempt"], stored["status"], strict=True)) == [
+        (0, 0, "ok"), (1, 0, "error"), (1, 1, "ok")]  # fmt: skip
+    assert snap.result.winner == 1 and snap.result.pairs[0].invalid_votes == 0
