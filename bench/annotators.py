@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import LLMBAR  # noqa: E402
+from bench.common import LLMBAR, cpu_model, percentile  # noqa: E402
 
 DATASET = "load-pairs"
 NO_RUN = "(none: collect preferences without a model verdict)"  # rrm_ui.ui.tabs.annotate.NO_RUN (checked in main)
@@ -129,14 +129,6 @@ class LoadReport:
         if self.errors:
             lines += ["", "first errors:", *(f"- {e}" for e in self.errors[:10])]
         return "\n".join(lines)
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values (0.0 for none)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, -(-len(sorted_values) * q // 100))
-    return sorted_values[min(len(sorted_values), int(rank)) - 1]
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -393,18 +385,10 @@ def check(report: LoadReport, db_path: Path, overlap: int = 1) -> Check:
 def machine() -> str:
     import gradio
 
-    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "?")
     return (
-        f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, gradio {gradio.__version__}, "
+        f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, gradio {gradio.__version__}, "
         f"SQLite {sqlite3.sqlite_version}, httpx {httpx.__version__}"
     )
-
-
-def _cpuinfo() -> Iterator[str]:
-    try:
-        yield from Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return
 
 
 def main(argv: Sequence[str] | None = None) -> int:

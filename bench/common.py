@@ -1,9 +1,11 @@
-"""Shared pieces of the benchmarks: the prompts (real LLMBar pairs) and the tiny model."""
+"""Shared pieces of the benchmarks: the prompts (real LLMBar pairs), the tiny model, the machine, percentiles."""
 
 from __future__ import annotations
 
 import json
+import math
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,3 +34,19 @@ def machine() -> str:
     import os
 
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo ("?" where it does not say)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "?"
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (0 < q <= 100) of already sorted values; 0.0 for none."""
+    if not sorted_values:
+        return 0.0
+    return sorted_values[max(0, math.ceil(q / 100 * len(sorted_values)) - 1)]

