@@ -10,7 +10,6 @@ every sample decided by a try that did not fail.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import VLLMServer, llmbar_subset
+from tests.test_app_kill import read
 from tests.test_e2e_browser import App, rrm_ui
 
 pytestmark = pytest.mark.slow
@@ -34,11 +34,6 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, app: App) -> 
         assert app.proc.poll() is None, f"the app exited:\n{app.log_path.read_text()[-3000:]}"
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}:\n{app.log_path.read_text()[-3000:]}")
-
-
-def rows(db: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def test_model_server_killed_mid_stream_and_back(tiny_model: Path, shared_data: Path, tmp_path: Path) -> None:
@@ -69,7 +64,7 @@ def test_model_server_killed_mid_stream_and_back(tiny_model: Path, shared_data: 
         wait_for("requests in flight", lambda: server.metric("vllm:num_requests_running") > 0, 300, app)
         server.kill()
         killed_at = time.monotonic()
-        done_at_kill = rows(db, "select count(*) from item_results")[0][0]
+        done_at_kill = read(db, "select count(*) from item_results")[0][0]
         assert done_at_kill < ITEMS, "the job ended before the server was killed"
 
         # the outage: the app answers, and another session labels items as if nothing happened
@@ -81,7 +76,7 @@ def test_model_server_killed_mid_stream_and_back(tiny_model: Path, shared_data: 
         for k in range(3):
             out = annotator.predict(f"during the outage {k}", api_name="/annotate_choose_A")
             assert "Saved: A is better." in out[5], out
-        notes = rows(db, "select note from labels order by id")
+        notes = read(db, "select note from labels order by id")
         assert [n for (n,) in notes] == [f"during the outage {k}" for k in range(3)]
         # the judgments cut off wait to be tried again; the app says why (they are stored with the item)
         wait_for("a retry scheduled", lambda: "trying again" in app.log_path.read_text(), 120, app)
@@ -89,25 +84,25 @@ def test_model_server_killed_mid_stream_and_back(tiny_model: Path, shared_data: 
 
         restarted = VLLMServer(tiny_model, tmp_path, port=server.port).wait_ready()
         back_after = time.monotonic() - killed_at
-        wait_for("the job to end", lambda: rows(db, "select status from jobs")[0][0] in ("done", "failed"), 600, app)
-        status, message, done = rows(db, "select status, message, items_done from jobs")[0]
+        wait_for("the job to end", lambda: read(db, "select status from jobs")[0][0] in ("done", "failed"), 600, app)
+        status, message, done = read(db, "select status, message, items_done from jobs")[0]
         assert (status, done) == ("done", ITEMS), (status, message)
         assert message.endswith(" 0 errors")  # every failed try was replaced by one that did not fail
         assert app.proc.poll() is None
 
         # one result per item; every failed try has the reason and a later try that did not fail
-        per_item = rows(db, "select item_id, count(*) from item_results group by item_id")
+        per_item = read(db, "select item_id, count(*) from item_results group by item_id")
         assert len(per_item) == ITEMS and {n for _, n in per_item} == {1}
-        failed = rows(db, "select item_id, a, b, sample, attempt, error from judgments where status = 'error'")
+        failed = read(db, "select item_id, a, b, sample, attempt, error from judgments where status = 'error'")
         assert failed, "no judgment was cut off by the kill"
         assert all(err and (server.url in err or "attempts" in err) for *_, err in failed), failed
-        last = dict(((i, a, b, s), (att, st)) for i, a, b, s, att, st in rows(
+        last = dict(((i, a, b, s), (att, st)) for i, a, b, s, att, st in read(
             db, "select item_id, a, b, sample, attempt, status from judgments order by attempt"))  # fmt: skip
         for item, a, b, sample, attempt, _ in failed:
             final_attempt, final_status = last[(item, a, b, sample)]
             assert final_attempt > attempt and final_status != "error", (item, a, b, sample)
         # 1 vote x 2 orders: each item has exactly 2 samples that count, each decided once
-        samples = rows(
+        samples = read(
             db, "select item_id, count(distinct a || '-' || b || ':' || sample) from judgments group by item_id"
         )
         assert {n for _, n in samples} == {2}
