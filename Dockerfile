@@ -1,10 +1,15 @@
 # syntax=docker/dockerfile:1
-# rrm-ui on an NVIDIA GPU: the web app with the official CUDA vLLM (extra "cuda"), installed by
-# scripts/setup.sh exactly as `python3 app.py` installs it on a GPU machine. See docs/deploy.md.
+# rrm-ui: the web app, installed by scripts/setup.sh exactly as `python3 app.py` installs it. Two
+# flavours (build argument FLAVOUR), see docs/deploy.md:
+#   cuda (default): with the official CUDA vLLM, pinned to the version of the vLLM servers in
+#                   docker-compose.yml; judges in-process on the GPU, or through --endpoint.
+#   client:         the openai backend only, no torch and no vLLM (the app processes of
+#                   docker-compose.yml, which judge through vLLM servers).
 #
 #   docker build -t rrm-ui .                                  # --build-arg MODEL=... / EXTRAS=hf
+#   docker build -t rrm-ui:client --build-arg FLAVOUR=client .
 #   docker run --gpus all --shm-size 8g -p 7860:7860 -v rrm-ui-data:/data rrm-ui
-#   docker run -p 7860:7860 -v rrm-ui-data:/data rrm-ui --endpoint http://gpu-host:8000/v1
+#   docker run -p 7860:7860 -v rrm-ui-data:/data rrm-ui:client --endpoint http://gpu-host:8000/v1
 #
 # Options after the image name are those of `rrm-ui serve --help`. The database, the Hugging Face
 # cache (model weights) and anything else kept lives on the volume /data.
@@ -16,6 +21,8 @@ FROM python:3.12.12-bookworm
 ARG MODEL=Reward-Reasoning/RRM-7B
 # More extras of pyproject.toml, comma-separated (e.g. "hf" for the transformers backend).
 ARG EXTRAS=""
+# cuda (in-process vLLM on a GPU) or client (the openai backend only); scripts/setup.sh's flavours.
+ARG FLAVOUR=cuda
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /app
@@ -27,7 +34,7 @@ COPY scripts/setup.sh scripts/setup.sh
 COPY rrm_ui/__init__.py rrm_ui/__init__.py
 # The README's install: there is no GPU during a build, so the flavour is named, not detected.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    RRM_UI_FLAVOUR=cuda RRM_UI_EXTRAS="${EXTRAS}" scripts/setup.sh
+    RRM_UI_FLAVOUR="${FLAVOUR}" RRM_UI_EXTRAS="${EXTRAS}" scripts/setup.sh
 
 COPY . .
 

@@ -6,8 +6,9 @@ times, in this process, what a request to these tabs runs:
 
 1. the cold path: the SQL reads of everything (``repo.analytics_frames()``), the pandas build
    (``analysis.frames.build``) and ``Insights.frames()`` in all, the first time (a fresh
-   ``Insights`` each repeat) and after a write (the data version changed; on SQLite only the
-   rows added since are read, then everything is built again);
+   ``Insights`` each repeat) and after a write (one label written before each repeat: the rows
+   not read yet are read, then everything is built again); the first page after a write and after
+   a restart (a fresh ``Insights``);
 2. a dashboard page with the frames cached but not the dashboard: ``Insights.dashboard`` (the
    tables), then the figures and tables of ``ui.tabs.dashboard.view`` and their JSON the way
    ``gr.Plot`` sends them (``fig.to_json()``), for several scopes;
@@ -18,6 +19,9 @@ times, in this process, what a request to these tabs runs:
 6. the peak RSS of the process and the size of the frames in memory.
 
     .venv/bin/python bench/dashboard.py [--url URL] [--judgments 100000] [--labels 20000] [--repeats 5]
+                                        [--server-pid PID]
+
+Writes a few labels (annotator ``bench-writer``) into the database it measures.
 
 Prints Markdown tables (median and max over the repeats, in ms).
 """
@@ -50,10 +54,32 @@ from bench.common import machine  # noqa: E402
 
 @dataclass
 class Times:
-    """Milliseconds per repeat: wall clock, and CPU time of this process (all its threads)."""
+    """Milliseconds per repeat: wall clock, CPU time of this process (all its threads) and of the
+    database server (``--server-pid``: that process and its children; empty without)."""
 
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    server: list[float] = field(default_factory=list)
+
+
+SERVER_PID: int | None = None  # the database server's main process (--server-pid)
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_ms() -> float:
+    """CPU time (user + system) of the server process and its children now alive, in ms."""
+    if SERVER_PID is None:
+        return 0.0
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields_ = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(fields_[1])
+        if pid == SERVER_PID or ppid == SERVER_PID:
+            total += (int(fields_[11]) + int(fields_[12])) * TICK_MS
+    return total
 
 
 def timed(fn: Callable[[], Any], repeats: int, before: Callable[[], Any] | None = None) -> tuple[Times, Any]:
@@ -62,10 +88,12 @@ def timed(fn: Callable[[], Any], repeats: int, before: Callable[[], Any] | None 
     for _ in range(repeats):
         if before is not None:
             before()
-        c, t = time.process_time(), time.perf_counter()
+        s, c, t = server_cpu_ms(), time.process_time(), time.perf_counter()
         value = fn()
         times.wall.append((time.perf_counter() - t) * 1000)
         times.cpu.append((time.process_time() - c) * 1000)
+        if SERVER_PID is not None:
+            times.server.append(server_cpu_ms() - s)
     return times, value
 
 
@@ -79,7 +107,9 @@ def ms(times: Times) -> str:
 
 
 def cpu(times: Times) -> str:
-    """CPU time of this process, median."""
+    """CPU time of this process, median (and of the database server, with ``--server-pid``)."""
+    if times.server:
+        return f"{_num(statistics.median(times.cpu))} + server {_num(statistics.median(times.server))}"
     return _num(statistics.median(times.cpu))
 
 
@@ -90,7 +120,8 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def frames_bytes(frames: Any) -> int:
-    return sum(int(getattr(frames, f.name).memory_usage(deep=True).sum()) for f in fields(frames))
+    frames_ = (getattr(frames, f.name) for f in fields(frames))
+    return sum(int(df.memory_usage(deep=True).sum()) for df in frames_ if hasattr(df, "memory_usage"))
 
 
 def peak_rss_mb() -> float:
@@ -149,21 +180,31 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--text", default="poem", help="the explorer's text search (default: a word that occurs)")
+    ap.add_argument("--server-pid", type=int, help="the database server's main process (PostgreSQL's postmaster): "
+                    "its CPU time and its children's is reported beside this process's")  # fmt: skip
+    ap.add_argument("--cold-only", action="store_true", help="only the cold path (the frames, the first page "
+                    "after a write and after a restart)")  # fmt: skip
     args = ap.parse_args()
     n = args.repeats
+    global SERVER_PID
+    SERVER_PID = args.server_pid
 
     url, origin = prepare(args.url, args.judgments, args.labels, args.seed)
     rss_start = peak_rss_mb()
 
     import plotly  # noqa: F401 - imported here so that import time stays out of the first figures
 
+    from rrm_ui.analysis.explorer import Drill
     from rrm_ui.analysis.frames import build
-    from rrm_ui.services.insights import GOLD, Drill, Insights, Scope
+    from rrm_ui.domain import Choice, HumanLabel
+    from rrm_ui.services.insights import GOLD, Insights, Scope
     from rrm_ui.storage import make_engine
+    from rrm_ui.storage.db import upgrade
     from rrm_ui.storage.repository import Repository
     from rrm_ui.ui.tabs import dashboard
 
     engine = make_engine(url)
+    upgrade(engine)  # a database made by an older version of the code: its schema brought to this one's
     repo = Repository(engine)
     repo.data_version()  # open the pool's first connection outside the timings
     rss_imported = current_rss_mb()
@@ -172,7 +213,7 @@ def main() -> None:
     t_sql, raw = timed(repo.analytics_frames, n)
     t_build, _ = timed(partial(build, raw), n)
     t_frames, _ = timed(lambda: Insights(repo).frames(), n)
-    rows_in = {f.name: len(getattr(raw, f.name)) for f in fields(raw)}
+    rows_in = {name: len(getattr(raw, name)) for name in ("items", "runs", "results", "judgments", "labels")}
     mem_raw = frames_bytes(raw)
     del raw
     gc.collect()
@@ -180,9 +221,13 @@ def main() -> None:
 
     insights = Insights(repo)
     frames = insights.frames()
+    labelled = frames.items["item_id"].to_numpy()
+    writes = iter(range(10**6))
 
-    def written() -> None:  # as if something had been written: the next frames() refreshes
-        insights._version = None
+    def written() -> None:  # a real write (one label, a relabel of the same pair from the second on)
+        k = next(writes)
+        repo.add_label(HumanLabel(annotator="bench-writer", item_db_id=int(labelled[0]),
+                                  choice=Choice.A if k % 2 else Choice.B))  # fmt: skip
 
     t_after, _ = timed(insights.frames, n, before=written)
     frames = insights.frames()
@@ -209,17 +254,68 @@ def main() -> None:
     def serialize(view: Any) -> int:
         return sum(len(fig.to_json()) for fig in view.figures.values())  # what gr.Plot.postprocess sends
 
-    def written_all() -> None:
-        written()
-        uncached()
+    from sqlalchemy import insert, select
 
-    # what the first page after a write pays: refreshed frames, the dashboard, its figures and their JSON
-    t_first, _ = timed(lambda: serialize(dashboard.view(ctx, None, Scope())), n, before=written_all)
+    from rrm_ui.storage import models as m
+
+    with engine.connect() as conn:  # a stored judgment to retry: the write a running job makes
+        tried = conn.execute(select(m.Judgment.__table__).order_by(m.Judgment.id.desc()).limit(1)).mappings().one()
+
+    def judged_once() -> None:  # a real write: one more try of a stored sample
+        row = {k: v for k, v in tried.items() if k != "id"} | {"attempt": tried["attempt"] + 1 + next(writes)}
+        with engine.begin() as conn:
+            conn.execute(insert(m.Judgment).values(row))
+
+    def page(c: Any = ctx, sections: tuple[str, ...] = dashboard.OPEN) -> int:
+        """What the Dashboards tab asks for when it opens: the headline and the open sections."""
+        return serialize(dashboard.view(c, None, Scope(), "run", sections))
+
+    # what the first page after a write pays: refreshed frames, the open sections' tables (those whose
+    # frames changed), their figures and the JSON
+    page()
+    t_first, _ = timed(page, n, before=written)
+    t_first_judged, _ = timed(page, n, before=judged_once)
+    t_first_all, _ = timed(lambda: page(sections=tuple(dashboard.SECTIONS)), n, before=written)
+    t_folded = {}  # each folded section, opened after a write (the open ones already shown)
+    for name in dashboard.SECTIONS:
+        if name not in dashboard.OPEN:
+            t_folded[name], _ = timed(lambda s=name: page(sections=(s,)), n, before=lambda: (written(), page()))
+
+    def restarted() -> int:  # what the first page after a restart pays: a fresh Insights, nothing cached
+        return page(SimpleNamespace(insights=Insights(repo), user=lambda request: None, views={}))
+
+    t_restart, _ = timed(restarted, n)
+
+    started: list[Any] = []
+
+    def warmed() -> None:  # what the app does in a thread when it starts (ui.app.launch)
+        started.append(SimpleNamespace(insights=Insights(repo), user=lambda request: None, views={}))
+        dashboard.warm(started[-1])
+
+    t_warm, _ = timed(warmed, n)
+    t_after_warm, _ = timed(lambda: page(started[-1]), n)
+    if args.cold_only:
+        print(f"database: {engine.dialect.name}; repeats: {n}; code: {commit()}; machine: {machine()}")
+        print(f"load average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
+        print(table(["step", "wall", "CPU"], [
+            ["`repo.analytics_frames()` (SQL reads)", ms(t_sql), cpu(t_sql)],
+            ["`analysis.frames.build`", ms(t_build), cpu(t_build)],
+            ["`Insights.frames()` first time", ms(t_frames), cpu(t_frames)],
+            ["`Insights.frames()` after a write", ms(t_after), cpu(t_after)],
+            ["first page after a write: a label (headline and the open sections)", ms(t_first), cpu(t_first)],
+            ["first page after a write: a judgment", ms(t_first_judged), cpu(t_first_judged)],
+            *[[f"then the folded section `{k}` opened", ms(t), cpu(t)] for k, t in t_folded.items()],
+            ["first page after a write, every section open", ms(t_first_all), cpu(t_first_all)],
+            ["first page after a restart (headline and the open sections)", ms(t_restart), cpu(t_restart)],
+            ["the app's warm-up at start (`dashboard.warm`: reads, build, the first page)", ms(t_warm), cpu(t_warm)],
+            ["first page after a restart, the warm-up done", ms(t_after_warm), cpu(t_after_warm)],
+        ]))  # fmt: skip
+        return
 
     # 2. and 3. dashboards
     dash_rows, cached_rows = [], []
     for name, scope in scopes.items():
-        t_compute, _ = timed(lambda s=scope: insights.dashboard(s), n, before=uncached)
+        t_compute, _ = timed(lambda s=scope: insights.dashboard(s).compute_all(), n, before=uncached)
         # the dashboard cached, the figures not: what building them costs
         t_view, view = timed(lambda s=scope: dashboard.view(ctx, None, s), n, before=ctx.views.clear)
         t_json, size = timed(lambda v=view: serialize(v), n)
@@ -266,16 +362,24 @@ def main() -> None:
     print(f"repeats: {n}; scopes: {len(choices['datasets'])} data sets, {len(choices['runs'])} runs, "
           f"{len(choices['annotators'])} annotators")  # fmt: skip
     print()
-    print("Wall clock in ms, median / max over the repeats; CPU: this process's CPU time in ms, median (a")
-    print("database server's work is not in it).\n")
+    print("Wall clock in ms, median / max over the repeats; CPU: this process's CPU time in ms, median (and")
+    print("the database server's, with --server-pid).\n")
+    print(f"load average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
     print("**Cold path: the frames**\n")
     print(table(["step", "wall", "CPU"], [
         ["`repo.analytics_frames()` (SQL reads)", ms(t_sql), cpu(t_sql)],
         ["`analysis.frames.build`", ms(t_build), cpu(t_build)],
         ["`Insights.frames()` in all, first time (fresh instance)", ms(t_frames), cpu(t_frames)],
         ["`Insights.frames()` after a write (version changed)", ms(t_after), cpu(t_after)],
-        ["first dashboard page after a write (all data sets): frames, `dashboard()`, figures, JSON", ms(t_first),
-         cpu(t_first)],
+        ["first dashboard page after a label (all data sets; headline and the open sections): frames, tables, "
+         "figures, JSON", ms(t_first), cpu(t_first)],
+        ["the same after a judgment", ms(t_first_judged), cpu(t_first_judged)],
+        *[[f"then the folded section `{k}` opened", ms(t), cpu(t)] for k, t in t_folded.items()],
+        ["first page after a label with every section open", ms(t_first_all), cpu(t_first_all)],
+        ["first dashboard page after a restart (all data sets, a fresh `Insights`): all reads, build, open sections",
+         ms(t_restart), cpu(t_restart)],
+        ["the app's warm-up at start (`dashboard.warm`: reads, build, the first page)", ms(t_warm), cpu(t_warm)],
+        ["first page after a restart, the warm-up done", ms(t_after_warm), cpu(t_after_warm)],
     ]))  # fmt: skip
     print()
     print("**Dashboard page, frames cached, dashboard not cached**\n")

@@ -310,7 +310,7 @@ class Simulator:
 def run_name(ds: str, run: RunSpec, sampling: Sampling, strategy: str) -> str:
     """Named by :func:`rrm_ui.services.judging.run_name`, as a judging command would name it."""
     return judging_run_name(ds, backend=run.backend, model=run.model, template=f"{TEMPLATE}-{TEMPLATE_VERSION}",
-                            sampling=asdict(sampling), compute=asdict(run.compute), strategy=strategy)  # fmt: skip
+                            sampling=asdict(sampling), compute=run.compute.to_dict(), strategy=strategy)  # fmt: skip
 
 
 # --- the generated content -------------------------------------------------------------------------
@@ -594,7 +594,7 @@ def _populate(engine: Engine, n_judgments: int, n_labels: int, seed: int) -> Non
                 run_id = conn.execute(insert(m.Run).values(
                     dataset_id=ds_ids[d], name=run_name(spec.name, run, sampling, strategy), kind="judge",
                     backend=run.backend, model=run.model, template=TEMPLATE, template_version=TEMPLATE_VERSION,
-                    strategy=strategy, sampling=asdict(sampling), compute=asdict(run.compute), created_at=clock,
+                    strategy=strategy, sampling=asdict(sampling), compute=run.compute.to_dict(), created_at=clock,
                 )).inserted_primary_key[0]  # fmt: skip
                 judge_runs[d].append(run_id)
                 jd = judge_columns(rng, seg, prompt_tokens, reasoning_pool)

@@ -8,45 +8,82 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 ENV_PREFIX = "RRM_UI_"
 
 
+def _opt(
+    default: Any,
+    doc: str,
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    choices: Any = None,
+    cli: bool = True,
+) -> Any:
+    """A setting with its one-line doc; ``cli``: also a command-line flag (``--name-with-dashes``, or
+    ``flag``) of the commands that load a model, built by ``cli.options.add_settings_options``."""
+    meta = {"help": doc, "flag": flag, "metavar": metavar, "choices": choices, "cli": cli}
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class Settings:
     # storage
-    database_url: str = "sqlite:///db/rrm_ui.db"  # any SQLAlchemy URL; postgresql+psycopg://... for teams
+    database_url: str = _opt("sqlite:///db/rrm_ui.db", "any SQLAlchemy URL; postgresql+psycopg://... for teams",
+                             cli=False)  # fmt: skip
     # backend and model
-    backend: str = "auto"  # auto | vllm | openai | transformers (auto: see backends.choose_backend)
-    model: str | None = None  # local directory or hub id; for openai, the served model name
-    endpoints: tuple[str, ...] = ()  # OpenAI-compatible base URLs, e.g. http://127.0.0.1:8000/v1
-    api_key: str | None = None
-    judge_format: str = "rrm"
-    dtype: str | None = None  # e.g. float32 on CPU, bfloat16 on GPU; None lets the backend choose
-    device: str | None = None  # transformers: cpu | cuda; None picks cuda when available
-    max_model_len: int | None = None
-    gpu_memory_utilization: float = 0.9
-    tensor_parallel_size: int = 1
-    enforce_eager: bool = False
-    max_batch: int = 8  # transformers: rows per generate() call
-    per_endpoint_concurrency: int = 32  # openai: requests in flight per endpoint
-    max_retries: int = 4  # openai: retries on connection errors and 5xx
-    request_timeout_s: float = 600.0  # openai: read timeout per request
-    concurrency: int | None = None  # requests in flight overall; None uses the backend's default
-    retries: int = 2  # engine: tries again of a sample that failed for a transient reason (server gone)
-    retry_wait_s: float = 10.0  # engine: wait before the first try again, doubled for each further one
-    hf_offline: bool = False  # from HF_HUB_OFFLINE: never try to download weights
+    backend: str = _opt("auto", "auto (default): openai with --endpoint, vllm on a GPU or for a local model when "
+                        "vLLM is installed, transformers otherwise",
+                        choices=("auto", "vllm", "openai", "transformers"))  # fmt: skip
+    model: str | None = _opt(None, "local model directory or hub id (openai: served model name)")
+    endpoints: tuple[str, ...] = _opt((), "OpenAI-compatible base URL; repeat to spread requests over replicas",
+                                      flag="--endpoint", metavar="URL")  # fmt: skip
+    api_key: str | None = _opt(None, "API key of the OpenAI-compatible endpoints")
+    judge_format: str = _opt("rrm", "the judge format (prompt and parser), by name", flag="--judge",
+                             metavar="NAME")  # fmt: skip
+    dtype: str | None = _opt(None, "e.g. float32 (CPU), bfloat16 (GPU); default: the backend chooses")
+    device: str | None = _opt(None, "transformers: cpu or cuda (default: cuda when available)")
+    max_model_len: int | None = _opt(None, "the model's context length (default: the model's own)")
+    gpu_memory_utilization: float = _opt(0.9, "vllm: share of the GPU's memory the engine may take")
+    tensor_parallel_size: int = _opt(1, "vllm: GPUs one model is split over")
+    enforce_eager: bool = _opt(False, "vllm: no CUDA graphs (starts faster)")
+    max_batch: int = _opt(8, "transformers: rows per generate() call", cli=False)
+    per_endpoint_concurrency: int = _opt(32, "openai: requests in flight per endpoint", cli=False)
+    max_retries: int = _opt(4, "openai: retries on connection errors and 5xx", cli=False)
+    request_timeout_s: float = _opt(600.0, "openai: read timeout per request", cli=False)
+    server_metrics_s: float = _opt(2.0, "openai: how often each endpoint's /metrics is read for its load at most "
+                                   "(0: never; only this app's own requests are counted)", cli=False)  # fmt: skip
+    affinity_header: str = _opt("X-Session-ID", "openai: the header that carries a prompt's key to session-aware "
+                                "routers (empty: none)", cli=False)  # fmt: skip
+    priority_scheduling: bool = _opt(False, "openai: the servers run vLLM's --scheduling-policy priority: interactive "
+                                     "judging is sent ahead of batch jobs", cli=False)  # fmt: skip
+    concurrency: int | None = _opt(None, "requests in flight (default: the backend's)")
+    retries: int = _opt(2, "tries again of a judgment whose server or stream broke")
+    retry_wait_s: float = _opt(10.0, "wait before the first try again, doubled for each further one",
+                               flag="--retry-wait", metavar="SECONDS")  # fmt: skip
+    hf_offline: bool = _opt(False, "from HF_HUB_OFFLINE: never try to download weights", cli=False)
     # decoding (defaults of the RRM paper's evaluation)
-    temperature: float = 0.6
-    top_p: float = 1.0
-    max_tokens: int = 8192
-    seed: int | None = None
+    temperature: float = _opt(0.6, "sampling temperature")
+    top_p: float = _opt(1.0, "nucleus sampling: the share of probability mass sampled from")
+    max_tokens: int = _opt(8192, "thinking budget: most new tokens per judgment")
+    seed: int | None = _opt(None, "run seed: sample k of an item's ordered pair is seeded from a hash of it, the item "
+                            "and the order, + k")  # fmt: skip
     # the app
-    host: str = "127.0.0.1"
-    port: int = 7860
-    annotation_overlap: int = 1  # how many different annotators label each item in the annotation queue
+    host: str = _opt("127.0.0.1", "address the app listens on", cli=False)
+    port: int = _opt(7860, "port the app listens on", cli=False)
+    annotation_overlap: int = _opt(1, "how many different annotators label each item in the annotation queue",
+                                   cli=False)  # fmt: skip
+    metrics_token: str | None = _opt(None, "a bearer token that lets a scraper read GET /metrics without a login",
+                                     cli=False)  # fmt: skip
+    job_lease_s: float = _opt(30.0, "seconds an app process holds a batch job without renewing its lease; "
+                              "then another app process on the database takes the job over", cli=False)  # fmt: skip
+    job_beat_s: float = _opt(2.0, "how often an app process renews its jobs' leases and reads whether another "
+                             "process paused or cancelled them", cli=False)  # fmt: skip
+    demo_judge_dir: str = _opt("db/demo-judge", "where the no-model banner's one-click demo judge is built and "
+                               "loaded from", cli=False)  # fmt: skip
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -80,7 +117,16 @@ _INT = {
     "port",
     "annotation_overlap",
 }
-_FLOAT = {"gpu_memory_utilization", "request_timeout_s", "retry_wait_s", "temperature", "top_p"}
+_FLOAT = {
+    "gpu_memory_utilization",
+    "request_timeout_s",
+    "server_metrics_s",
+    "retry_wait_s",
+    "temperature",
+    "top_p",
+    "job_lease_s",
+    "job_beat_s",
+}
 
 
 def _coerce(name: str, raw: str) -> Any:
@@ -89,7 +135,7 @@ def _coerce(name: str, raw: str) -> Any:
             return int(raw)
         if name in _FLOAT:
             return float(raw)
-        if name in {"enforce_eager", "hf_offline"}:
+        if name in {"enforce_eager", "hf_offline", "priority_scheduling"}:
             return _BOOL[raw.strip().lower()]
         if name == "endpoints":
             return tuple(u.strip() for u in raw.split(",") if u.strip())

@@ -53,6 +53,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def demo_judge(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo judge (rrm_ui.dev.demo_judge), trained once per session on CPU."""
+    from rrm_ui.dev.demo_judge import build_demo_judge
+
+    return build_demo_judge(tmp_path_factory.mktemp("demo-judge"))
+
+
 class LoopThread:
     """One event loop in a background thread, so session-scoped async backends outlive a test."""
 
@@ -85,7 +93,8 @@ def free_port() -> int:
 class VLLMServer:
     """A real ``vllm.entrypoints.openai.api_server`` process serving a model on loopback."""
 
-    def __init__(self, model: Path, log_dir: Path, *, reasoning_parser: bool = True, port: int | None = None) -> None:
+    def __init__(self, model: Path, log_dir: Path, *, reasoning_parser: bool = True, port: int | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.port = port or free_port()  # a port given: a server coming back where an earlier one was
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.log_path = log_dir / f"vllm-server-{self.port}-{time.monotonic_ns()}.log"
@@ -99,6 +108,7 @@ class VLLMServer:
         ]  # fmt: skip
         if reasoning_parser:
             cmd += ["--reasoning-parser", "deepseek_r1"]
+        cmd += list(extra_args)  # e.g. ("--scheduling-policy", "priority")
         self.log = self.log_path.open("w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -149,6 +159,15 @@ class VLLMServer:
 @pytest.fixture(scope="session")
 def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
     server = VLLMServer(tiny_model, tmp_path_factory.mktemp("logs"))
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_vllm_server(demo_judge: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    server = VLLMServer(demo_judge, tmp_path_factory.mktemp("demo-logs"))
     try:
         yield server.wait_ready()
     finally:

@@ -43,6 +43,7 @@ from rrm_ui.domain import (
     Status,
     Verdict,
 )
+from rrm_ui.services.annotation import item_ref
 from rrm_ui.services.datasets import import_file
 from rrm_ui.storage import Repository, make_engine, upgrade
 from tests.conftest import ROOT
@@ -293,7 +294,7 @@ def test_every_route_and_every_event_needs_a_login(world: World, api) -> None:  
     admin = api("boss").prime()
     admin.call(admin.dep(target="ann-next"), ["audit", NO_RUN, "Unlabelled items", "", False])  # a live session
     # a file the app serves: an export, fetched with the admin's cookie first to show the URL is real
-    export = admin.call(admin.dep(target="batch-export"), ["audit", None, "csv", False])
+    export = admin.call(admin.dep(target="batch-export"), ["audit", None, "csv", False, "model"])
     served = f"/gradio_api/file={export[0]['path']}"
     assert admin.http.get(served).status_code == 200
     assert admin.http.get(f"/gradio_api/file={world.app.db}").status_code == 403  # not the database, even so
@@ -394,7 +395,7 @@ def test_an_annotator_sees_and_controls_only_their_own_jobs_and_labels(world: Wo
 
     # Batch tab exports: ann1's export holds only ann1's labels; the admin's holds ann2's
     for who, sees in ((ann1, False), (boss, True)):
-        out = who.call(who.dep(target="batch-export"), ["audit", "stored-run", "csv", False])
+        out = who.call(who.dep(target="batch-export"), ["audit", "stored-run", "csv", False, "model"])
         dump = who.http.get(f"/gradio_api/file={out[0]['path']}")
         assert dump.status_code == 200 and SEARCH_WORD in dump.text
         assert ("ann2=A" in dump.text) == sees, (who.user, dump.text[:500])
@@ -402,9 +403,49 @@ def test_an_annotator_sees_and_controls_only_their_own_jobs_and_labels(world: Wo
     # Explorer: documented (docs/app.md, docs/dashboards.md) to show every label, with its note, to every
     # logged-in user; this pins that policy so a change to it is a deliberate one
     item_id = app.query(f"select item_id from labels where note = '{world.label_note}' order by id limit 1")[0][0]
-    opened = ann1.call(ann1.dep(target="exp-table", trigger="select"), event_data={"row_value": [item_id],
-                       "index": [0, 0], "value": item_id})  # fmt: skip
+    name, ext = app.query(f"select d.name, i.ext_id from items i join datasets d on d.id = i.dataset_id "
+                          f"where i.id = {item_id}")[0]  # fmt: skip
+    ref = item_ref(name, ext)  # a row's first column: the item as every tab names it
+    opened = ann1.call(ann1.dep(target="exp-table", trigger="select"), event_data={"row_value": [ref],
+                       "index": [0, 0], "value": ref})  # fmt: skip
     assert world.label_note in text_of(opened) and "ann2" in text_of(opened)
+
+
+def test_only_reviewers_and_admins_adjudicate_over_http(world: World, api) -> None:  # noqa: ANN001
+    """The Review tab's events (docs/review.md): an annotator's queue, adjudication and settings requests
+    are refused with a message and store nothing; the admin's go through."""
+    app = world.app
+    ann1, boss = api("ann1"), api("boss")
+    item_id = app.query("select i.id from items i join datasets d on d.id = i.dataset_id "
+                        "where d.name = 'audit' order by i.id limit 1")[0][0]  # fmt: skip
+    for who in (ann1, boss):  # the tab shown: its data set menu filled for this session
+        who.call(who.dep(target="tab-review", trigger="select"), [None])
+
+    def refused(who: Api, api_name: str, values: list[Any]) -> str:
+        dep = who.dep(api_name=api_name)
+        r = who.join(dep, who.inputs(dep, values))
+        assert r.status_code == 200, r.text
+        with who.http.stream("GET", "/gradio_api/queue/data", params={"session_hash": who.session_hash}) as stream:
+            for line in stream.iter_lines():
+                msg = json.loads(line[5:]) if line.startswith("data:") else {}
+                if msg.get("event_id") == r.json()["event_id"] and msg.get("msg") == "process_completed":
+                    assert not msg["success"], msg
+                    return text_of(msg)
+        raise AssertionError("never completed")
+
+    key = f"{item_id}:0:1"
+    assert "only reviewers and admins" in refused(ann1, "review_queue", ["audit", "stored-run", ["humans"], False])
+    assert "only reviewers and admins" in refused(ann1, "review_decide", ["audit", "stored-run", key, "A is better",
+                                                                          "mine"])  # fmt: skip
+    assert "only admins" in refused(ann1, "review_settings", ["audit", "# mine", "off"])
+    assert app.query("select count(*) from adjudications") == [(0,)]
+    assert app.query("select count(*) from guidelines") == [(0,)]
+    message, _table, _pair, _view = boss.call(boss.dep(api_name="review_queue"), ["audit", "stored-run", ["humans"],
+                                                                                 False])  # fmt: skip
+    assert "0 pairs" in text_of(message)
+    boss.call(boss.dep(api_name="review_decide"), ["audit", "stored-run", key, "B is better", "admin's call"])
+    assert app.query("select a.name, j.choice, j.reason from adjudications j join annotators a on "
+                     "a.id = j.reviewer_id") == [("boss", "B", "admin's call")]  # fmt: skip
 
 
 # --- 3. session forging -------------------------------------------------------------------------------
@@ -414,7 +455,7 @@ def test_a_made_up_cookie_or_another_users_session_hash_gets_nothing(world: Worl
     app = world.app
     ann2, ann1 = api("ann2").prime(), api("ann1").prime()
     shown = ann2.call(ann2.dep(target="ann-next"), ["audit", NO_RUN, "Unlabelled items", "", False])
-    served = re.search(r"Item (q\d+)", text_of(shown))
+    served = re.search(r"Item audit / (q\d+)", text_of(shown))  # the item as every tab names it
     assert served, text_of(shown)[:300]  # ann2's gr.State now holds the item served to ann2
     labels = app.query("select count(*) from labels")[0][0]
 

@@ -167,3 +167,52 @@ def test_cli_as_a_process(tmp_path: Path) -> None:
     listed = subprocess.run([*cmd, "list", "--db", db], capture_output=True, text=True, cwd=ROOT)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[1].split() == ["pat", "annotator", "yes"]
+
+
+def test_a_new_password_or_a_removal_raises_the_session_epoch(repo: Repository) -> None:
+    accounts.add_user(repo, "erin", "first-password")
+    start = accounts.session_epoch(repo, "erin")
+    assert start is not None and accounts.session_epoch(repo, " erin ") == start
+    accounts.set_password(repo, "erin", "second-password")
+    assert accounts.session_epoch(repo, "erin") == start + 1
+    accounts.remove_password(repo, "erin")
+    assert accounts.session_epoch(repo, "erin") is None  # no login: every session refused
+    assert accounts.session_epoch(repo, "nobody") is None
+    accounts.set_password(repo, "erin", "third-password")
+    assert accounts.session_epoch(repo, "erin") == start + 3
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_logins_back_off_per_name_and_per_address() -> None:
+    clock = Clock()
+    t = accounts.LoginThrottle(free=3, free_per_address=5, base_s=2.0, max_s=30.0, forget_s=100.0, clock=clock)
+    for _ in range(3):  # the free tries
+        assert t.wait_s("alice", "10.0.0.1") == 0
+        t.failed("alice", "10.0.0.1")
+    assert t.wait_s("alice", "10.0.0.1") == 2.0  # locked 2 s after the 3rd failure
+    assert t.wait_s("alice", "10.0.0.9") == 2.0  # the name is locked from any address
+    assert t.wait_s("bob", "10.0.0.1") == 0  # the address has 5 free tries
+    clock.now += 2.0
+    assert t.wait_s("alice", "10.0.0.1") == 0
+    t.failed("alice", "10.0.0.1")  # 4th: 4 s
+    assert t.wait_s(" alice ", "10.0.0.2") == 4.0
+    clock.now += 4.0
+    t.failed("alice", "10.0.0.1")  # 5th failure of the name and of the address: 8 s; the address too (5 free)
+    assert t.wait_s("alice", "10.0.0.1") == 8.0
+    assert t.wait_s("bob", "10.0.0.1") == 2.0  # the address is locked for every name now
+    assert t.wait_s("bob", "10.0.0.7") == 0
+    for _ in range(10):  # doubling stops at max_s
+        clock.now += 60
+        t.failed("alice", "10.0.0.3")
+    assert t.wait_s("alice", "10.0.0.3") == 30.0
+    t.succeeded("alice", "10.0.0.3")  # a success forgets the name's failures (not the address's)
+    assert t.wait_s("alice", "10.0.0.8") == 0 and t.wait_s("carol", "10.0.0.3") > 0
+    clock.now += 101  # a quiet while forgets the address's too
+    assert t.wait_s("carol", "10.0.0.3") == 0 and t.wait_s("alice", "10.0.0.1") == 0

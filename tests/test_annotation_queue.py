@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -19,6 +20,7 @@ from rrm_ui.domain import (
     ImportedItem,
     ImportedLabel,
     ImportedVerdict,
+    Item,
     ItemResult,
     Judgment,
     PairOutcome,
@@ -31,6 +33,8 @@ from rrm_ui.domain import (
 )
 from rrm_ui.services import annotation
 from rrm_ui.storage import Repository, make_engine, upgrade
+
+SKIPPED_AT = datetime(1970, 1, 1, tzinfo=UTC)  # a skip's claimed_at, as the module docstring says
 
 
 @pytest.fixture
@@ -147,6 +151,109 @@ def test_claims_expire_and_skips_move_an_item_back(repo: Repository) -> None:
     for expected in (ids[1], ids[0], ids[1]):  # when only skipped items are left: the oldest skip first
         annotation.skip(repo, ids[0] if expected == ids[1] else ids[1], "bob")
         assert repo.claim_next(QueueSpec(ds, overlap=3), "bob").db_id == expected
+
+
+def test_the_walk_in_steps_serves_the_first_open_item_across_steps_and_gaps(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim walks the data set's ids a few at a time (``SCAN_STEPS``: 2 ids first, doubling to 4 here),
+    over ids of other data sets in between. Whatever the depth of the first open item, it is the one served:
+    checked against the rule applied to what the test did (the lowest id the annotator has not labelled and
+    no one else holds, overlap 1)."""
+    from rrm_ui.storage import repo_annotation
+
+    monkeypatch.setattr(repo_annotation, "SCAN_STEPS", (2, 4))
+    ds, ids = make_dataset(repo, 6, name="walk")
+    make_dataset(repo, 5, name="between")  # ids after the first six
+    ids += [repo.add_item("walk", Item(f"late {k}", f"late query {k}", ("a", "b")), fmt="pairwise")[1]
+            for k in range(9)]  # fmt: skip
+    assert ids == sorted(ids) and ids[6] - ids[5] > 1  # a gap of another data set's ids in the walk
+    spec = QueueSpec(ds, overlap=1)
+    labelled: set[int] = set()
+    held: dict[str, int] = {}
+    for who in ("ann", "bob", "cy", "dee", "eve", "fay", "gus"):
+        expected = min(i for i in ids if i not in labelled and i not in held.values())
+        claimed = repo.claim_next(spec, who)
+        assert claimed is not None and claimed.db_id == expected, (who, claimed, expected)
+        if who in ("ann", "cy", "eve"):  # these label theirs, the others hold on to theirs
+            task = annotation.next_task(repo, spec, who)
+            annotation.submit(repo, task, who, Choice.A)
+            labelled.add(expected)
+        else:
+            held[who] = expected
+    # the last open item, deep in the walk; then none
+    rest = [i for i in ids if i not in labelled and i not in held.values()]
+    served = drain(repo, spec, "zed")
+    assert served == rest and annotation.next_task(repo, spec, "zed") is None
+
+
+def _served_by_the_rule(repo: Repository, ids: list[int], me: str, overlap: int, ttl_s: float) -> int | None:
+    """The item the queue's rule (module docstring of repo_annotation) serves ``me``, applied here in Python
+    to the labels and claims tables as they stand."""
+    with repo.engine.connect() as conn:
+        labels = [tuple(r) for r in conn.execute(text(
+            "SELECT l.item_id, a.name FROM labels l JOIN annotators a ON a.id = l.annotator_id"))]  # fmt: skip
+        rows = [tuple(r) for r in conn.execute(text(
+            "SELECT s.item_id, a.name, s.claimed_at, s.id FROM assignments s JOIN annotators a ON a.id = s.annotator_id"
+        ))]  # fmt: skip
+    cutoff = datetime.now(UTC) - timedelta(seconds=ttl_s)
+
+    def at(t: object) -> datetime:
+        t = datetime.fromisoformat(t) if isinstance(t, str) else t
+        return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+    by = {i: {who for item, who in labels if item == i} for i in ids}
+    epoch = SKIPPED_AT
+
+    def is_open(i: int) -> bool:
+        others = {who for item, who, t, _ in rows if item == i and who != me and at(t) >= cutoff and who not in by[i]}
+        return me not in by[i] and len(by[i]) + len(others) < overlap
+
+    mine = [(i, at(t), k) for i, who, t, k in rows if who == me]
+    held = sorted(i for i, t, _ in mine if t >= cutoff and is_open(i))
+    skipped = {i: k for i, t, k in mine if t == epoch}
+    fresh = [i for i in ids if is_open(i) and i not in skipped]
+    again = sorted((k, i) for i, k in skipped.items() if is_open(i))
+    return held[0] if held else fresh[0] if fresh else again[0][1] if again else None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_walks_floor_never_changes_what_is_served(repo: Repository, db_url: str, seed: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The claim walks from a floor kept per (queue, annotator) in each process. Three annotators in two
+    processes (two repositories on one database) claim, label, skip, hold and let claims expire, 150 times
+    in a seeded random order; before every claim the item served is the one the rule gives, applied to the
+    tables by the test."""
+    import random
+
+    from rrm_ui.storage import repo_annotation
+
+    monkeypatch.setattr(repo_annotation, "SCAN_STEPS", (2, 4))
+    other = Repository(make_engine(db_url))  # a second app process
+    ds, ids = make_dataset(repo, 30)
+    rng = random.Random(seed)
+    for step in range(150):
+        who, overlap = rng.choice(["ann", "bob", "cy"]), 2
+        spec = QueueSpec(ds, overlap=overlap)
+        here = rng.choice([repo, other])
+        expected = _served_by_the_rule(repo, ids, who, overlap, 600)
+        got = here.claim_next(spec, who)
+        assert (got.db_id if got else None) == expected, (step, who)
+        if got is None:
+            continue
+        action = rng.random()
+        if action < 0.45:
+            here.add_label(HumanLabel(who, got.db_id, Choice.A))
+            here.release(got.db_id, who)
+        elif action < 0.7:
+            here.skip_item(got.db_id, who)
+        elif action < 0.85:  # every claim of someone expires (claims of an hour ago)
+            with repo.engine.begin() as conn:
+                conn.execute(text("UPDATE assignments SET claimed_at = :old WHERE claimed_at > :epoch AND "
+                                  "annotator_id = (SELECT id FROM annotators WHERE name = :who)"),
+                             {"old": datetime.now(UTC) - timedelta(hours=1), "epoch": SKIPPED_AT,
+                              "who": rng.choice(["ann", "bob", "cy"])})  # fmt: skip
+        # else: held, as an annotator who walked away
 
 
 def test_labelled_items_never_come_back(repo: Repository) -> None:
@@ -286,6 +393,51 @@ def test_list_items_get_the_runs_top_two(repo: Repository) -> None:
     task = annotation.next_task(repo, spec, "alice")
     assert task.item.db_id == l1 and task.pair == (0, 1) and task.model.winner is None
     assert task.model.decision == "undecided" and task.model.judgments == ()
+
+
+def test_votes_split_filter_uses_the_shown_pairs_own_votes(repo: Repository) -> None:
+    """A list item whose matches were each unanimous is not split, though its summed votes are (issue 13,
+    item 3); one whose top pair split is; a pair item as before. The Explorer's split_votes flag agrees."""
+    from rrm_ui.analysis.explorer import Drill
+    from rrm_ui.services.insights import Insights
+
+    items = (ImportedItem("unanimous", "q", ("r0", "r1", "r2", "r3"), 1),
+             ImportedItem("split-top", "q", ("r0", "r1", "r2"), 2),
+             ImportedItem("split-early", "q", ("r0", "r1", "r2", "r3"), 3),
+             ImportedItem("pair", "q", ("r0", "r1"), 4),
+             ImportedItem("pair-unanimous", "q", ("r0", "r1"), 5))  # fmt: skip
+    info = repo.create_dataset(ImportedDataset("split-lists", "/l.jsonl", "list", items))
+    ids = {s.item.id: s.db_id for s in repo.items(info.id)}
+    run, _ = repo.get_or_create_run(info.id, "ko", backend="x", model="y", strategy="knockout")
+
+    def match(i: int, j: int, votes: dict[int, int]) -> PairOutcome:
+        return PairOutcome(i, j, max(votes, key=votes.get), votes, 0, None, sum(votes.values()), None, ())
+
+    plan = {  # (ranking, matches): knockouts; the top two met in the final
+        "unanimous": ((0, 2, 1, 3), (match(0, 1, {0: 3}), match(2, 3, {2: 3}), match(0, 2, {0: 3}))),
+        "split-top": ((2, 0, 1), (match(0, 1, {0: 3}), match(0, 2, {2: 2, 0: 1}))),
+        "split-early": ((0, 2, 1, 3), (match(0, 1, {0: 2, 1: 1}), match(2, 3, {2: 3}), match(0, 2, {0: 3}))),
+    }
+    for ext, (ranking, matches) in plan.items():
+        repo.save_result(run.id, ids[ext], ItemResult(ext, "knockout", ranking[0], ranking, matches, "rrm", "1", "m",
+                                                      "b"))  # fmt: skip
+    pair = item_result("pair", Outcome({0: 2, 1: 1}))
+    repo.save_result(run.id, ids["pair"], pair)
+    repo.save_result(run.id, ids["pair-unanimous"], item_result("pair-unanimous", Outcome({0: 0, 1: 3})))
+    # by hand: the votes of the shown pair's own match (the ranking's top two)
+    expected = set()
+    for ext, (ranking, matches) in plan.items():
+        top = set(ranking[:2])
+        own = next(m for m in matches if {m.i, m.j} == top)
+        if all(own.votes.get(k, 0) > 0 for k in top):
+            expected.add(ids[ext])
+    expected.add(ids["pair"])
+    assert expected == {ids["split-top"], ids["pair"]}
+    spec = QueueSpec(info.id, run_id=run.id, filter=QueueFilter.VOTE_SPLIT, overlap=5)
+    assert repo.queue_progress(spec, "alice").total == len(expected)
+    assert set(drain(repo, spec, "alice")) == expected
+    rows, _ = Insights(repo).explore(Drill(run="ko", flags=("split_votes",)))
+    assert set(rows["item_id"]) == expected
 
 
 def test_who_sees_which_labels(repo: Repository) -> None:

@@ -81,7 +81,7 @@ def test_judgment_end_to_end(name: str, backends, llmbar_item: Item, loop) -> No
     )
     result = loop.run(judge_item(judge, llmbar_item))
     assert result.strategy == "pair" and result.backend == name
-    assert (result.template, result.template_version) == ("rrm", "1")
+    assert (result.template, result.template_version) == ("rrm", "2")
     judgments = result.pairs[0].judgments
     assert sorted((j.a, j.b, j.sample) for j in judgments) == [(0, 1, 0), (0, 1, 1), (1, 0, 0), (1, 0, 1)]
     for j in judgments:
@@ -206,3 +206,23 @@ def test_seeded_concurrent_judging_keeps_the_engine_alive(name: str, backends, s
     js = [j for r in loop.run(run()) for p in r.pairs for j in p.judgments]
     assert len(js) == 32
     assert not [j.error for j in js if j.status is Status.ERROR]
+
+
+def test_vllm_takes_its_capacity_and_context_length_from_the_engine(backends, loop) -> None:  # noqa: ANN001
+    # issue 13 items 10 and 20: a job keeps as many items open as vLLM runs sequences, and a prompt
+    # that does not fit with its budget is refused with the numbers before it reaches the engine
+    from rrm_ui.engine.runner import items_in_flight_for
+
+    backend = backends["vllm"]
+    config = backend._engine.vllm_config
+    assert backend.concurrency == config.scheduler_config.max_num_seqs
+    assert backend.max_context == config.model_config.max_model_len == 8192
+    assert items_in_flight_for(Judge(backend, RRM_FORMAT)) == max(8, config.scheduler_config.max_num_seqs)
+
+    _, records = loop.run(_collect(backend, _request(max_tokens=8192, n=2)))
+    prompt = records[0][1].prompt_tokens
+    assert prompt is not None and 0 < prompt < 8192
+    for _, rec in records:
+        assert rec.finish_reason == "error" and rec.completion_tokens in (0, None)
+        assert f"the prompt is {prompt:,} tokens and the thinking budget 8,192 tokens" in rec.error
+        assert f"lower the thinking budget to {8192 - prompt:,} or less" in rec.error

@@ -16,9 +16,9 @@ COMPARISON_FIELDS = {
 }  # fmt: skip
 
 
-def rrm_ui(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def rrm_ui(*args: str, timeout: float = 600, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rrm_ui", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", "rrm_ui", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
     )
 
 
@@ -56,7 +56,7 @@ def check_comparisons(line: dict, n_responses: int) -> None:
         assert c["status"] in {"ok", "truncated", "no_verdict", "invalid", "error"}
         assert c["verdict"] in {"A", "B", None}
         assert (c["verdict"] is None) == (c["status"] != "ok")
-    assert line["template"] == "rrm" and line["template_version"] == "1"
+    assert line["template"] == "rrm" and line["template_version"] == "2"
 
 
 @pytest.mark.slow

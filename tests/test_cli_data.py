@@ -70,7 +70,7 @@ def test_a_bad_file_is_refused_whole_and_the_database_is_unchanged(tmp_path: Pat
     db = f"sqlite:///{tmp_path / 'rrm.db'}"
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"query": "q1", "response_a": "a", "response_b": "b"}\n'
-                    '{"query": "q2", "response_a": "a", "response_b": ""}\n')  # fmt: skip
+                    '{"query": "q2", "response_a": "a", "response_b": ["not", "text"]}\n')  # fmt: skip
     proc = rrm_ui("import", str(data), "--db", db)
     assert proc.returncode == 2
     assert "pairs.jsonl, line 2, field 'response_b'" in proc.stderr and "nothing was imported" in proc.stderr

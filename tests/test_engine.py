@@ -33,6 +33,16 @@ from rrm_ui.protocol.rrm import RRM_FORMAT
 
 # ----------------------------------------------------------------------------- doubles
 
+
+def seed_of(seed: int, item_id: str, a: int, b: int, sample: int = 0) -> int:
+    """Sample ``sample``'s seed as docs/engine.md states it: BLAKE2b-64 of the run seed, the item id and
+    the order (separated by U+001F), big-endian, modulo 2^31 - 2^20, plus the sample number."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{seed}\x1f{item_id}\x1f{a}\x1f{b}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % (2**31 - 2**20) + sample
+
+
 Script = Callable[[str, str, int], str]
 Delay = Callable[[str, str, str], float]
 
@@ -371,7 +381,7 @@ def test_judgment_fields_map_verdicts_back_to_response_indices() -> None:
         assert j.finish_reason == "stop"
         assert j.completion_tokens == -(-len(text) // 4)  # one token per chunk
         assert j.error is None
-        assert j.seed == 11
+        assert j.seed == seed_of(11, ITEM.id, 0, 1)  # the request's seed (this backend records it on each sample)
         assert j.latency_s >= 0
         assert j.ttft_s is not None
     for j in backward:
@@ -471,9 +481,11 @@ def test_adaptive_disagree_then_agree_stops_on_the_margin() -> None:
     assert "lead of 2" in reason
     assert "4 samples" in reason
     assert "budget" not in reason
-    # each round is seeded apart: seed + sample number
-    assert sorted(c.seed for c in backend.calls) == [7, 7, 8, 8]
-    assert sorted((j.a, j.sample, j.seed) for j in out.judgments) == [(0, 0, 7), (0, 1, 8), (1, 0, 7), (1, 1, 8)]
+    # each round is seeded apart: the order's seed + sample number
+    f, b = seed_of(7, ITEM.id, 0, 1), seed_of(7, ITEM.id, 1, 0)
+    assert sorted(c.seed for c in backend.calls) == sorted([f, f + 1, b, b + 1])
+    seeds = sorted((j.a, j.sample, j.seed) for j in out.judgments)
+    assert seeds == [(0, 0, f), (0, 1, f + 1), (1, 0, b), (1, 1, b + 1)]
 
 
 def test_adaptive_invalid_first_round_is_not_unanimous() -> None:
@@ -517,14 +529,36 @@ def test_adaptive_budget_three_plays_a_half_round() -> None:
     assert "budget of 3" in reason and "2-1" in reason
 
 
-def test_adaptive_without_swap_starts_with_one_sample() -> None:
+def test_adaptive_without_swap_starts_with_two_samples_of_the_one_order() -> None:
+    # one sample alone is always "unanimous": the first round without swap is two samples, so adaptive
+    # compute can see a split (before, every valid first sample stopped the pair at one vote)
     backend = ScriptedBackend(prefer_text(GOOD))
     out = pair(make_judge(backend, adaptive=True, swap=False, budget=8, margin=2))
-    assert backend.pairs_requested() == [(BAD, GOOD, 1)]
-    assert out.samples_spent == 1
+    assert backend.pairs_requested() == [(BAD, GOOD, 1), (BAD, GOOD, 1)]
+    assert sorted(jd.sample for jd in out.judgments) == [0, 1]
+    assert out.samples_spent == 2
     assert out.winner == 1
     assert out.position_consistent is None
-    assert "unanimous" in (out.adaptive_reason or "")
+    assert "first round unanimous (2 samples)" in (out.adaptive_reason or "")
+
+
+def test_adaptive_without_swap_goes_on_when_the_first_two_samples_split() -> None:
+    outputs = {0: says(1), 1: says(2)}  # then response 1 (GOOD, shown second) from sample 2 on
+
+    out = pair(make_judge(ScriptedBackend(lambda first, second, k: says(2)), adaptive=True, budget=8, margin=2))
+    assert out.samples_spent == 2  # agreeing: stop
+
+    seen = {"n": 0}
+
+    def script(first: str, second: str, k: int) -> str:
+        n = seen["n"]
+        seen["n"] += 1
+        return outputs.get(n, says(2))
+
+    out = pair(make_judge(ScriptedBackend(script), adaptive=True, budget=8, margin=2))
+    # 1-1 after round 1; 1-2, 1-3: a lead of 2 after 4 samples
+    assert out.samples_spent == 4 and out.votes == {0: 1, 1: 3}
+    assert "lead of 2 votes reached after 4 samples" in (out.adaptive_reason or "")
 
 
 def test_adaptive_without_swap_keeps_sampling_the_same_order() -> None:
@@ -743,7 +777,7 @@ def test_auto_on_two_responses_is_a_pair() -> None:
     assert len(result.pairs) == 1
     assert result.votes == {0: 0, 1: 2}
     assert result.template == "rrm"
-    assert result.template_version == "1"
+    assert result.template_version == "2"
     assert result.backend == "scripted"
     assert result.model == "judge-7b"
 
@@ -771,7 +805,7 @@ def test_auto_on_four_responses_is_a_knockout() -> None:
     assert sorted(result.ranking) == [0, 1, 2, 3]
     assert len(result.bracket) == 2  # ceil(log2 4) rounds
     assert result.bracket[-1][0]["winner"] == LONGEST
-    assert result.template == "rrm" and result.template_version == "1"
+    assert result.template == "rrm" and result.template_version == "2"
     assert result.backend == "scripted" and result.model == "scripted-model"
 
 
@@ -791,7 +825,7 @@ def test_round_robin_ranks_by_the_oracle_and_reports_ratings() -> None:
     assert result.strategy == "round-robin"
     assert len(result.pairs) == 6
     assert len(backend.calls) == 12  # both orders of each pair
-    assert set(result.ratings) == {"elo", "bradley_terry", "wins"}
+    assert set(result.ratings) == {"elo", "bradley_terry", "wins", "official_elo"}  # the paper's Elo too
     for table in result.ratings.values():
         assert set(table) == {0, 1, 2, 3}
     assert result.ratings["wins"] == {3: 3.0, 1: 2.0, 0: 1.0, 2: 0.0}

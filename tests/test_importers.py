@@ -92,7 +92,8 @@ PAIR = {"id": "p1", "query": "What is 2+2?", "response_a": "4", "response_b": "5
 def test_llmbar_natural_with_preset():
     raw = json.loads(shared(LLMBAR).read_text(encoding="utf-8"))
     ds = read_dataset(shared(LLMBAR), mapping=PRESETS["llmbar"])
-    assert (ds.name, ds.format, len(ds.items)) == ("dataset", "llmbar", 100)
+    # Natural/dataset.json: a file name that says nothing takes its folder's name
+    assert (ds.name, ds.format, len(ds.items)) == ("Natural", "llmbar", 100)
     for k, (item, rec) in enumerate(zip(ds.items, raw, strict=True), start=1):
         assert item.query == rec["input"] and item.responses == (rec["output_1"], rec["output_2"])
         assert item.gold_tiers == {1: (0, 1), 2: (1, 0)}[rec["label"]]
@@ -228,9 +229,12 @@ def test_trl_implicit_and_multi_turn_prompt(tmp_path):
     ]
     ds = read_dataset(write_jsonl(tmp_path / "trl.jsonl", recs))
     one, two = ds.items
-    assert one.query == "Q?" and _chosen(one) == "yes" and one.metadata == {}
+    # source_order is recorded where the presentation draw put the chosen response second
+    order = {"source_order": [1, 0]} if one.gold_tiers == (1, 0) else {}
+    assert one.query == "Q?" and _chosen(one) == "yes" and one.metadata == order
     assert two.query == "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello\n\nUser: 2+2?"
-    assert two.metadata == {"extra": "kept", "flattened": "role-prefixed", "turns": 4}
+    order = {"source_order": [1, 0]} if two.gold_tiers == (1, 0) else {}
+    assert two.metadata == {"extra": "kept", "flattened": "role-prefixed", "turns": 4, **order}
     assert _chosen(two) == "4"
     assert any("flattened" in n for n in ds.notes) and any("no prompt field" in n for n in ds.notes)
 
@@ -257,7 +261,9 @@ def test_detect_format():
     assert detect_format({"query": "q", "response_a": "a", "response_b": "b"}) == "pairwise"
     assert detect_format({"prompt": "q", "chosen": "a", "rejected": "b"}) == "preference"
     assert detect_format({"chosen": [_asst("a")], "rejected": [_asst("b")]}) == "trl-conversational"
-    assert set(FORMATS) == {"listwise", "rmbench", "pairwise", "preference", "trl-conversational"}
+    assert detect_format({"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "x"}) == "preference-implicit"
+    assert set(FORMATS) == {"listwise", "rmbench", "pairwise", "preference", "trl-conversational",
+                            "preference-implicit"}  # fmt: skip
     with pytest.raises(ImportFileError) as info:
         detect_format({"question": "q", "answer": "a"})
     assert "'question', 'answer'" in str(info.value) and all(f in str(info.value) for f in FORMATS)
@@ -279,7 +285,7 @@ def test_preference_order_is_shuffled_deterministically(tmp_path):
     assert [i.gold_tiers for i in other.items] != [i.gold_tiers for i in ds.items]
     assert all(_chosen(i) == r["chosen"] for i, r in zip(other.items, recs, strict=True))
     assert any("shuffled with seed 1" in n for n in other.notes)
-    assert any(f"first in {gold_a} of 200" in n for n in ds.notes)
+    assert any(f"kept the source order (best first) in {gold_a} of 200" in n for n in ds.notes)
 
 
 # --- mappings --------------------------------------------------------------------------------
@@ -423,8 +429,8 @@ def test_error_missing_field(tmp_path):
 
 
 def test_error_wrong_types(tmp_path):
-    path = write_jsonl(tmp_path / "pairs.jsonl", [dict(PAIR, response_b=5)])
-    check(error(path), "pairs.jsonl", "line 1", "response_b", "expected a string, found an integer (5)")
+    path = write_jsonl(tmp_path / "pairs.jsonl", [dict(PAIR, response_b=[5])])
+    check(error(path), "pairs.jsonl", "line 1", "response_b", "expected a string, found a list of 1")
     path = write_jsonl(tmp_path / "list.jsonl", [{"query": "q", "responses": "ab"}])
     check(error(path), "list.jsonl", "line 1", "responses", "expected a list", "found a string")
     path = write_jsonl(
@@ -439,7 +445,7 @@ def test_error_wrong_types(tmp_path):
     check(error(path), "trl.jsonl", "line 1", "chosen[1].content", "expected a string")
 
 
-@pytest.mark.parametrize(("field", "value"), [("query", "   \n"), ("response_a", ""), ("response_b", "\t")])
+@pytest.mark.parametrize(("field", "value"), [("query", "   \n"), ("query", "")])
 def test_error_empty_text(tmp_path, field, value):
     path = write_jsonl(tmp_path / "pairs.jsonl", [PAIR, dict(PAIR, id="p2", **{field: value})])
     check(error(path), "pairs.jsonl", "line 2", field, "expected a non-empty string")

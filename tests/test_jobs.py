@@ -315,3 +315,31 @@ def test_recover_waits_when_the_model_failed_to_load(tmp_path: Path) -> None:
         assert len(got.message) > len("waiting for a model: ")
     finally:
         rt.close()
+
+
+@pytest.mark.slow
+def test_the_app_leaves_a_job_that_rrm_ui_judge_holds(setup) -> None:  # noqa: ANN001
+    """A job held by a beating ``rrm-ui judge`` is neither resumed nor recovered by the app; once that
+    command has died (no beat for STALE_AFTER_S), a resume takes it over and finishes it."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from rrm_ui.services.judging import plan_run
+    from rrm_ui.storage import models as m
+
+    repo, manager, ds = setup
+    judge = manager.runtime.judge(COMPUTE, Sampling(max_tokens=32, seed=1))
+    run = plan_run(repo, ds, "cli", judge, "auto").run  # the run an rrm-ui judge with these settings holds
+    job = repo.create_job(run.id, owner=None, items_total=N_ITEMS, bracket_seed=0, status=JobStatus.RUNNING,
+                          worker="rrm-ui judge on elsewhere, pid 1")  # fmt: skip
+    with pytest.raises(ValueError, match="being judged by rrm-ui judge on elsewhere, pid 1; pause it"):
+        manager.resume(job.id)
+    assert manager.recover().result(60) == []  # not the app's to continue
+    assert repo.job(job.id).status is JobStatus.RUNNING and not manager.running(job.id)
+    with repo.engine.begin() as conn:
+        conn.execute(update(m.Job).where(m.Job.id == job.id).values(heartbeat_at=m.utcnow() - timedelta(hours=1)))
+    resumed = manager.resume(job.id)
+    assert resumed.worker == manager.worker  # the app worker holds it now, with a lease
+    done = wait_until(lambda: manager.progress(job.id), final)
+    assert done.status is JobStatus.DONE and set(result_counts(repo, job.run_id).values()) == {1}

@@ -7,6 +7,7 @@ elements and attributes, plus explicit bans on scripts, event handlers and dange
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
 
@@ -20,6 +21,7 @@ from rrm_ui.ui.render import (
     markdown,
     progress_bar,
     ranking_table,
+    readable,
     responses_grid,
     stream_panels,
     text_block,
@@ -79,6 +81,11 @@ BANNED_TAGS = {
     "script", "iframe", "object", "embed", "style", "svg", "math", "img", "link", "meta", "base", "form",
     "button", "input", "frame", "frameset", "applet", "template", "noscript", "body", "html",
 }  # fmt: skip
+# the only button allowed: the rendered / raw switch render.readable writes (exactly these attributes)
+SWITCH = [
+    {"type": "button", "class": "rrm-view-btn", "data-view": view, "aria-pressed": pressed}
+    for view, pressed in (("rendered", "true"), ("raw", "false"))
+]
 URL_ATTRS = {"href", "src", "action", "formaction", "xlink:href", "data", "poster", "background", "srcset"}
 BAD_SCHEMES = ("javascript:", "data:", "vbscript:")
 _INVISIBLE = re.compile(r"[\x00-\x20\x7f-\x9f]")
@@ -90,9 +97,13 @@ class _Audit(HTMLParser):
         self.problems: list[str] = []
         self.tags: list[tuple[str, dict[str, str | None]]] = []
         self.text: list[str] = []
+        self.in_switch = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, dict(attrs)))
+        if tag == "button" and dict(attrs) in SWITCH:  # render.readable's own rendered / raw switch
+            self.in_switch = True
+            return
         if tag in BANNED_TAGS or tag not in ALLOWED_TAGS:
             self.problems.append(f"element <{tag}>")
         for name, value in attrs:
@@ -108,8 +119,13 @@ class _Audit(HTMLParser):
 
     handle_startendtag = handle_starttag
 
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "button":
+            self.in_switch = False
+
     def handle_data(self, data: str) -> None:
-        self.text.append(data)
+        if not self.in_switch:
+            self.text.append(data)
 
 
 def audit(out: str) -> _Audit:
@@ -371,7 +387,8 @@ def test_ranking_table_knockout_bracket_and_undecided() -> None:
     out = ranking_table(item_result(pairs, strategy="knockout", winner=0, ranking=(0, 2, 1), bracket=bracket))
     text = text_of(out)
     assert "Round 1" in text and "Final" in text and "Response 3 (bye)" in text
-    assert "tie, decided by bracket order" in text and "0–0 (+1 without a verdict)" in text
+    assert "no winner; Response 1 went on by bracket order" in text and "0–0 (+1 without a verdict)" in text
+    assert "No winner: a match had no winner" in text
     assert "only the champion is decided" in text
 
     out = ranking_table(item_result(pairs, strategy="round-robin", winner=None, ranking=()))
@@ -405,3 +422,192 @@ def test_responses_grid() -> None:
     text = "".join(parsed.text)
     assert "Query" in text and "Which is better?" in text and "Response 2" in text
     assert "h1" in [t for t, _ in parsed.tags] and "Query" not in text_of(responses_grid(["a", "b"]))
+
+
+# --------------------------------------------------------------------------- text as the model saw it
+
+
+class _Seen(HTMLParser):
+    """The text a reader sees in rendered Markdown: ``<br>`` and block ends as line breaks."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br":
+            self.parts.append("\n")
+        if tag == "span" and "rrm-math" in (dict(attrs).get("class") or ""):
+            self.parts.append("⟦")  # KaTeX typesets the TeX inside: the delimiters are not shown
+
+    handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "span":
+            self.parts.append("⟧")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data.replace("\n", ""))  # source newlines in HTML are not shown
+
+    def seen(self, out: str) -> str:
+        self.feed(out)
+        self.close()
+        return "".join(self.parts)
+
+
+POEM = "Roses are red,\nViolets are blue,\nSugar is sweet,\nAnd so are you."
+MATH = r"The area is $\int_0^1 x^2\,dx = \frac{1}{3}$; \[ a \] \\ \*not emphasis\* 1\. &amp; &lt;b&gt; a\ b"
+
+
+def _math_marked(text: str) -> str:
+    """The text as the rendered view shows it: the two formulas of MATH as math, everything else as written."""
+    return text.replace(r"$\int_0^1 x^2\,dx = \frac{1}{3}$", r"⟦\int_0^1 x^2\,dx = \frac{1}{3}⟧").replace(
+        r"\[ a \]", "⟦ a ⟧"
+    )
+
+
+@pytest.mark.parametrize("text", [POEM, MATH, POEM + "\n" + MATH])
+def test_markdown_shows_every_backslash_and_line_break_as_written(text: str) -> None:
+    out = markdown(text)
+    audit(out)
+    assert _Seen().seen(out) == _math_marked(text)  # nothing eaten: escapes, entities and single newlines kept
+    assert "<em>" not in out  # an escaped star still does not start emphasis
+    grid = _Seen().seen(responses_grid([text, "other"], query=text))
+    assert grid.count(_math_marked(text)) >= 2  # rendered views of the query and the response
+    raw = re.findall(r'<div class="rrm-pre rrm-raw">(.*?)</div>', responses_grid([text, "other"], query=text), re.S)
+    assert [html.unescape(r) for r in raw] == [text, text, "other"]  # the raw views: the exact text
+
+
+@pytest.mark.parametrize(
+    ("source", "tex", "display"),
+    [
+        (r"so $x_1 + y_1$ holds", r"x_1 + y_1", False),
+        (r"so \(a_b *c*\) holds", r"a_b *c*", False),
+        ("so\n$$\na_b *c* < d\n$$\nholds", "\na_b *c* < d\n", True),
+        (r"so \[\sum_{i=1}^n i\] holds", r"\sum_{i=1}^n i", True),
+    ],
+)
+def test_math_is_kept_whole_for_katex_and_never_read_as_markdown(source: str, tex: str, display: bool) -> None:
+    out = markdown(source)
+    audit(out)
+    spans = re.findall(r'<span class="(rrm-math[^"]*)">(.*?)</span>', out, re.S)
+    assert [(c, html.unescape(t)) for c, t in spans] == [("rrm-math rrm-math--display" if display else "rrm-math", tex)]
+    assert "<em>" not in out
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["costs $5 and $10", "a $ b $ c", r"\$x$ is escaped", "`$x$` in code", "x=$y$2", "$ $", "```\n$x$\n```"],
+)
+def test_dollars_that_are_not_math_stay_text(source: str) -> None:
+    assert "rrm-math" not in markdown(source)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_payloads_inside_math_stay_text(payload: str) -> None:
+    for source in (f"${payload}$", f"$$ {payload} $$", f"\\({payload}\\)"):
+        audit(markdown(source))
+        audit(readable(source))
+
+
+def test_verdict_card_tells_a_cut_by_the_budget_from_a_stop_inside_the_thinking() -> None:
+    js = [
+        judgment(0, 1, 0, None, Status.TRUNCATED, finish_reason="length", completion_tokens=512),
+        judgment(0, 1, 1, None, Status.TRUNCATED, finish_reason="length", completion_tokens=512),
+        judgment(0, 1, 2, None, Status.TRUNCATED, finish_reason="stop", completion_tokens=232),
+        judgment(0, 1, 3, Verdict.A),
+    ]
+    out = verdict_card(item_result([pair(0, 1, js)]), thinking_budget=512)
+    text = text_of(out)
+    assert "2 of 4 judgments were cut off by the thinking budget (512 tokens) before a verdict" in text
+    assert "3 of 4" not in text  # the one that stopped by itself is not blamed on the budget
+    assert "1 of 4 judgments stopped by themselves inside the thinking" in text
+    assert "truncated: cut by the budget" in text and "truncated: stopped while thinking" in text
+    # an old judgment with no finish reason: at the budget it was cut, below it nobody knows
+    old = [
+        judgment(0, 1, 0, None, Status.TRUNCATED, finish_reason=None, completion_tokens=512),
+        judgment(0, 1, 1, None, Status.TRUNCATED, finish_reason=None, completion_tokens=100),
+    ]
+    text = text_of(verdict_card(item_result([pair(0, 1, old)]), thinking_budget=512))
+    assert "1 of 2 judgments was cut off by the thinking budget" in text
+    assert "1 of 2 judgments ended before closing </think> (finish reason: none reported)" in text
+    # the live panels' badges say the same
+    panels = text_of(stream_panels([
+        StreamView("k1", "t", "r", "", 512, 1.0, True, "truncated", finish_reason="length"),
+        StreamView("k2", "t", "r", "", 232, 1.0, True, "truncated", finish_reason="stop"),
+    ]))  # fmt: skip
+    assert "cut by the budget" in panels and "stopped while thinking" in panels
+
+
+def test_verdict_card_tells_a_forced_close_from_a_natural_one_and_a_cut_off() -> None:
+    """Budget forcing (issue 16): a judgment whose thinking the budget closed kept its verdict and says so,
+    apart from the natural close and the truncation beside it."""
+    js = [
+        judgment(0, 1, 0, Verdict.A, forced_close=True, forced_at=512),
+        judgment(0, 1, 1, Verdict.A),
+        judgment(0, 1, 2, None, Status.TRUNCATED, finish_reason="length", completion_tokens=512),
+    ]
+    text = text_of(verdict_card(item_result([pair(0, 1, js)]), thinking_budget=512))
+    assert "1 with the thinking closed by the budget (budget forcing)" in text
+    assert "ok (thinking closed by the budget at 512 tokens)" in text
+    assert text.count("thinking closed by the budget at") == 1  # the natural close and the cut-off are not
+    assert "truncated: cut by the budget" in text
+
+
+def test_a_flip_shows_both_orders_side_by_side_from_where_they_part() -> None:
+    from rrm_ui.ui.render import Trace, flip_view
+
+    shared = "Both answers address the question.\nLet me compare them."
+    first = Trace(0, 1, 0, shared + "\nThe first one, $x^2$, is right.", "Assistant 1")
+    second = Trace(1, 0, 1, shared + "\nThe one shown first is more detailed.", "Assistant 1")
+    out = flip_view([first, second, Trace(0, 1, 1, "another sample")])
+    audit(out)
+    text = _Seen().seen(out)
+    assert "Response 1 first → Response 1; Response 2 first → Response 2" in text  # both verdicts on top
+    assert "The first 2 lines are the same in both orders" in text
+    cols = re.findall(r'<div class="rrm-flip-col" data-order="(\d-\d)">(.*?)</div></div></div>', out, re.S)
+    assert [c for c, _ in cols] == ["1-2", "2-1"]
+    raw = [html.unescape(r) for r in re.findall(r'<div class="rrm-pre rrm-raw">(.*?)</div>', out, re.S)]
+    assert "The first one, $x^2$, is right." in raw and "The one shown first is more detailed." in raw
+    assert not any("Let me compare" in r for r in raw)  # the shared lines once, above the columns
+    assert flip_view([first]) == ""  # one order only: nothing to put side by side
+
+
+def test_finished_panels_fold_to_one_line() -> None:
+    from rrm_ui.ui.render import StreamView
+
+    views = [StreamView("0-1:0", "Response 1 vs 2", "thinking", "answer", 12, 1.0, True, "ok", "Response 1"),
+             StreamView("1-0:0", "Response 2 vs 1", "still", "", 3, 0.5, False)]  # fmt: skip
+    out = stream_panels(views, fold_done=True)
+    audit(out)
+    done, live = out.split('data-key="1-0:0"')
+    assert '<details class="rrm-stream-fold"><summary class="rrm-stream-head">' in done
+    assert "rrm-stream-fold" not in live  # a panel still streaming stays open
+
+
+def test_the_judge_tabs_view_names_the_pair_of_a_list() -> None:
+    from rrm_ui.ui.tabs import judge
+
+    p01, p02 = pair(0, 1, [judgment(0, 1, 0, Verdict.B)]), pair(0, 2, [judgment(0, 2, 0, Verdict.B)])
+    p12 = pair(1, 2, [judgment(1, 2, 0, Verdict.B)])
+    robin = ItemResult("i", "round-robin", 2, (2, 1, 0), (p01, p02, p12), "rrm", "1", "m", "test")
+    assert judge.label_title(robin).startswith("Your view on Response 3 vs Response 2 (the model's top two")
+    assert judge.label_title(item_result([p01])) == "Your view"
+
+
+def test_verdict_card_names_the_raised_budget_of_an_escalated_judgment() -> None:
+    """Adaptive escalation: a judgment run at a raised thinking budget says so, and with no finish reason
+    reported it counts as cut off by its own budget, not the run's."""
+    js = [
+        judgment(0, 1, 0, None, Status.TRUNCATED, finish_reason="length", completion_tokens=100),
+        judgment(0, 1, 1, Verdict.B, escalated_to=200),
+        judgment(0, 1, 2, None, Status.TRUNCATED, finish_reason=None, completion_tokens=400, escalated_to=400),
+        judgment(0, 1, 3, None, Status.TRUNCATED, finish_reason=None, completion_tokens=150, escalated_to=400),
+    ]
+    text = text_of(verdict_card(item_result([pair(0, 1, js)]), thinking_budget=100))
+    assert "ok (thinking budget raised to 200 tokens)" in text
+    assert "truncated: cut by the budget (thinking budget raised to 400 tokens)" in text
+    # 150 of a raised 400: not at its budget, so not "cut by the budget" (at the run's 100 it would be)
+    assert ("2 of 4 judgments were cut off by the thinking budget (100 tokens, raised to 400 for 1 of them) "
+            "before a verdict; raise the budget or the adaptive cap.") in text  # fmt: skip
+    assert "1 of 4 judgments ended before closing </think> (finish reason: none reported)" in text

@@ -19,9 +19,9 @@ from rrm_ui.engine.judge import Judge, Observer, StreamUpdate
 from rrm_ui.engine.runner import judge_items
 from rrm_ui.protocol.rrm import RRM_FORMAT
 from rrm_ui.services import open_repository
-from tests.test_engine import GOOD, ITEM, ErrorRecordBackend, ScriptedBackend, prefer_text
-from tests.test_openai_backend import Script
-from tests.test_openai_backend import serve as serve  # noqa: PLC0414 - the fixture, used by name
+from tests.scripted_openai import Script
+from tests.scripted_openai import serve as serve  # noqa: PLC0414 - the fixture, used by name
+from tests.test_engine import GOOD, ITEM, ErrorRecordBackend, ScriptedBackend, prefer_text, seed_of
 
 GOOD_WINS = prefer_text(GOOD)
 
@@ -60,8 +60,9 @@ def test_a_transient_failure_is_kept_and_the_sample_tried_again_with_its_own_see
     # the last tries vote: 4 valid votes for GOOD (response 1), nothing counted as invalid
     assert outcome.votes == {0: 0, 1: 4} and outcome.invalid_votes == 0 and outcome.winner == 1
     assert outcome.samples_spent == 4 and outcome.position_consistent is True
-    # the retry was one request for one sample with that sample's seed (base 100 + sample 1)
-    assert backend.calls[-1].n == 1 and backend.calls[-1].seed == 101 and backend.calls[-1].first == GOOD
+    # the retry was one request for one sample with that sample's seed (order (1, 0)'s seed + sample 1)
+    assert backend.calls[-1].n == 1 and backend.calls[-1].seed == seed_of(100, ITEM.id, 1, 0, 1)
+    assert backend.calls[-1].first == GOOD
     # its text streamed under the same sample number with attempt 1, after the failed try's
     keyed = [(u.a, u.b, u.sample, u.attempt) for u in seen if (u.a, u.b, u.sample) == (1, 0, 1)]
     assert keyed[0][3] == 0 and keyed[-1][3] == 1 and sorted(keyed, key=lambda k: k[3]) == keyed

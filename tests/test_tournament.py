@@ -139,7 +139,8 @@ def test_knockout_bye_rule_and_order():
     assert [(m.i, m.j) for m in r2] == [(0, 4), (2, None)]
     assert [(m.i, m.j) for m in r3] == [(0, 2)]
     assert result.ranking == (0, 2, 4, 1, 3)
-    assert r1[2].to_dict() == {"round": 1, "i": 4, "j": None, "winner": 4, "tiebreak": None}
+    assert r1[2].to_dict() == {"round": 1, "i": 4, "j": None, "winner": 4, "tiebreak": None, "advanced": 4,
+                               "advanced_by_tiebreak": False}  # fmt: skip
 
 
 def test_knockout_single_and_invalid():
@@ -161,16 +162,45 @@ def test_knockout_rounds_run_concurrently_and_do_not_overlap():
         assert last_end < first_start
 
 
-def test_knockout_tie_advances_first_listed():
+def test_knockout_tie_advances_first_listed_but_decides_nothing():
     result = asyncio.run(knockout(4, always_tie, seed=None))
     r1, r2 = result.rounds
-    assert [(m.i, m.j, m.winner, m.tiebreak) for m in r1] == [
-        (0, 1, 0, "bracket_order"),
-        (2, 3, 2, "bracket_order"),
+    assert [(m.i, m.j, m.winner, m.advanced, m.tiebreak, m.advanced_by_tiebreak) for m in r1] == [
+        (0, 1, None, 0, "bracket_order", True),
+        (2, 3, None, 2, "bracket_order", True),
     ]
-    assert (r2[0].i, r2[0].j, r2[0].winner, r2[0].tiebreak) == (0, 2, 0, "bracket_order")
-    assert result.winner == 0
+    assert (r2[0].i, r2[0].j, r2[0].winner, r2[0].advanced, r2[0].tiebreak) == (0, 2, None, 0, "bracket_order")
+    assert result.winner is None and not result.decided
+    assert result.champion == 0 and result.tied_matches == (*r1, *r2)
     assert result.ranking == (0, 2, 1, 3)
+
+
+class TiesWhenPlaying(Oracle):
+    """The oracle, except that every comparison involving ``doomed`` has no winner (e.g. all truncated)."""
+
+    def __init__(self, strength: list[float], doomed: int):
+        super().__init__(strength)
+        self.doomed = doomed
+
+    async def __call__(self, i: int, j: int) -> PairOutcome:
+        played = await super().__call__(i, j)
+        return outcome(i, j, None) if self.doomed in (i, j) else played
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8])
+def test_knockout_never_declares_a_winner_through_a_tiebreak(n):
+    # issue 13: four responses, every comparison of one of them truncated -> that one came out "the
+    # best" for some bracket seeds. A bracket with a tied match must leave the item undecided.
+    for doomed in range(n):
+        for seed in range(40):
+            oracle = TiesWhenPlaying(strengths(n), doomed)
+            result = asyncio.run(knockout(n, oracle, seed=seed))
+            played = [m for rnd in result.rounds for m in rnd if m.j is not None]
+            assert any(doomed in (m.i, m.j) for m in played)  # everyone plays at least once
+            assert result.winner is None and not result.decided
+            assert result.tied_matches and all(m.winner is None for m in result.tied_matches)
+            assert all(doomed in (m.i, m.j) for m in result.tied_matches)
+            assert len(oracle.calls) == n - 1  # the bracket is still played out, for display
 
 
 def test_knockout_rejects_outcome_for_wrong_pair():

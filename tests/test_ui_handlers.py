@@ -100,8 +100,8 @@ def test_a_label_saved_in_the_judge_tab_is_listed_after_a_reload(ctx: AppContext
     assert judge.save_label(ctx, req, choice, "looks even").startswith("Saved")
     # a new page (another session) of the same user finds it in the history table
     table = judge.recent(ctx, Req(session_hash="judge-2-reloaded"))
-    item_id = ctx.live(req).snapshot().item_db_id  # type: ignore[union-attr]
-    row = table[table["item"] == item_id]
+    snap = ctx.live(req).snapshot()  # type: ignore[union-attr]
+    row = table[table["item"] == f"{LIVE_DATASET} / {snap.id}"]  # the item as every tab names it
     assert list(row["label"]) == ["tie"] and list(row["note"]) == ["looks even"]
 
 
@@ -138,6 +138,17 @@ def test_a_list_gets_a_ranking(ctx: AppContext) -> None:
     final = list(judge.stream(ctx, Req(session_hash="judge-4"), form(responses=["a", "b", "c"], strategy="knockout")))
     assert "Done" in final[-1].status
     assert "rrm-ranking" in final[-1].card or "Bracket" in final[-1].card or "bracket" in final[-1].card
+    # your view on a pair other than the verdict's: every pair offered, the label stored on the one chosen
+    snap = ctx.live(Req(session_hash="judge-4")).snapshot()  # type: ignore[union-attr]
+    keys = [k for _, k in final[-1].pairs]
+    assert sorted(tuple(sorted(map(int, k.split(":")))) for k in keys) == [(0, 1), (0, 2), (1, 2)]
+    other = next(k for k in keys[1:] if k == "0:2" or k == "1:2")
+    title, choices = judge.choose_pair(ctx, Req(session_hash="judge-4"), other)
+    i, j = map(int, other.split(":"))
+    assert title.startswith(f"Your view on Response {i + 1} vs Response {j + 1}")
+    assert judge.save_label(ctx, Req(session_hash="judge-4"), judge.BOTH_BAD, "", other).startswith("Saved")
+    stored = ctx.repo.labels_of(item_db_id=snap.item_db_id)
+    assert [(lb.pair_i, lb.pair_j, lb.choice.value) for _, _, lb in stored] == [(i, j, "both_bad")]
 
 
 def test_without_a_model_judging_says_why_and_the_rest_works(tmp_path: Path, shared_data: Path) -> None:
@@ -228,7 +239,8 @@ def test_upload_preview_detects_the_format_or_says_what_is_wrong(tmp_path: Path)
 
 def test_import_errors_name_the_file_line_and_field_and_store_nothing(ctx: AppContext, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
-    lines = [{"query": "q", "response_a": "a", "response_b": "b"}, {"query": "q2", "response_a": 5, "response_b": "b"}]
+    lines = [{"query": "q", "response_a": "a", "response_b": "b"},
+             {"query": "q2", "response_a": {"text": 5}, "response_b": "b"}]  # fmt: skip
     bad.write_text("".join(json.dumps(x) + "\n" for x in lines))
     before = len(ctx.repo.datasets())
     message = shown(batch.import_file(ctx, Req(), str(bad), "bad", "", "", ""))
@@ -280,11 +292,11 @@ def test_accounts_gate_every_handler_and_keep_jobs_apart(ctx: AppContext, tmp_pa
 
 
 def test_explorer_rejudges_an_item_with_more_compute_beside_the_stored_traces(ctx: AppContext, llmbar: str) -> None:
-    from rrm_ui.services.insights import Drill
+    from rrm_ui.analysis.explorer import Drill
     from rrm_ui.ui.tabs import dashboard, explorer
 
     rows = explorer.explore(ctx, Req(), Drill(dataset=llmbar)).table
-    item_id = int(rows["item"].iloc[0])
+    item_id = explorer.find_ref(ctx, Req(), rows["item"].iloc[0])  # a row names its item as every tab does
     before_item, before_runs = explorer.open_item(ctx, Req(), item_id)
     views = list(explorer.rejudge(ctx, Req(session_hash="exp-1"), item_id, votes=2, budget=48, swap=True))
     assert views[-1].running is False and "Done" in views[-1].status, views[-1].status
@@ -298,3 +310,20 @@ def test_explorer_rejudges_an_item_with_more_compute_beside_the_stored_traces(ct
     runs = view.tables["totals"]["run"].tolist()
     assert next(iter(new_runs)) in runs
     assert explorer.stop(ctx, Req(session_hash="exp-1")) == "Nothing is running."
+
+
+def test_a_run_name_in_the_started_message_stays_plain_text(ctx: AppContext, tmp_path: Path) -> None:
+    from markdown_it import MarkdownIt
+
+    path = tmp_path / "names.jsonl"
+    path.write_text(json.dumps({"query": "q", "response_a": "a", "response_b": "b"}) + "\n")
+    assert "Imported" in batch.import_file(ctx, Req(), str(path), "names", "", "", "")
+    hostile = "x` **bold** <img src=x onerror=alert(1)> [l](https://e.example) `y"
+    message = batch.start_job(ctx, Req(), "names", 48, 1, False, False, "auto", hostile)
+    assert message.startswith("Started"), message
+    # rendered by a permissive Markdown renderer (raw HTML on): only the message's own bold forms
+    out = MarkdownIt("commonmark", {"html": True}).render(message)
+    assert re.findall(r"<(\w+)", out) == ["p", "strong"], out
+    assert hostile in html.unescape(shown(message))
+    job = next(j for j in batch.visible_jobs(ctx, Req()) if j.dataset == "names")
+    assert ctx.jobs.wait(job.id, timeout=300).status == JobStatus.DONE

@@ -189,12 +189,13 @@ FAULTS = [
     Fault("bom-mid-file", "joined.jsonl", lambda: jsonl(pair(1), pair(2), "\ufeff" + json.dumps(pair(3))),
           ("line 3", "broken JSON", "Unexpected UTF-8 BOM"), early=True),
     # wrong types, missing and empty fields
-    Fault("response-a-number", "types.jsonl", lambda: jsonl(pair(1), pair(2, response_a=5)),
-          ("line 2", "field 'response_a'", "expected a string", "found an integer (5)")),
+    # (a number or boolean where text is expected is read as its text: tests/test_public_imports.py)
+    Fault("response-a-object", "types.jsonl", lambda: jsonl(pair(1), pair(2, response_a={"text": 5})),
+          ("line 2", "field 'response_a'", "expected a string", "found an object")),
     Fault("response-b-null", "nulls.jsonl", lambda: jsonl(pair(1, response_b=None)),
           ("line 1", "field 'response_b'", "expected a string", "found null")),
-    Fault("responses-numbers", "lists.jsonl", lambda: jsonl(listwise(responses=[1, 2])),
-          ("line 1", "field 'responses[0]'", "expected a string", "found an integer (1)")),
+    Fault("responses-lists", "lists.jsonl", lambda: jsonl(listwise(responses=[[1], "two"])),
+          ("line 1", "field 'responses[0]'", "expected a string", "found a list of 1")),
     Fault("fewer-than-two-responses", "lists.jsonl", lambda: jsonl(listwise(), listwise(responses=["Only one."])),
           ("line 2", "field 'responses'", "expected a list of at least 2 strings", "found a list of 1")),
     Fault("missing-field", "pairs.jsonl", lambda: jsonl(pair(1), pair(2), {"query": "q3", "response_a": "a"}),
@@ -221,7 +222,7 @@ FAULTS = [
           form=("llmbar", "", ""), cli=("--preset", "llmbar")),
     Fault("mapped-field-missing", "farm.jsonl",
           lambda: jsonl({"instruction": "q", "output_1": "a", "output_2": "b"}, {"instruction": "q2", "output_1": "a"}),
-          ("line 2", "field 'output_2'", "expected a non-empty string", "field missing"),
+          ("line 2", "field 'output_2'", "expected a string (a response)", "field missing"),
           form=("", "query=instruction\nresponses=output_1,output_2", ""),
           cli=("--map", "query=instruction", "--map", "responses=output_1,output_2")),
     # empty and not text at all
@@ -255,8 +256,8 @@ FAULTS = [
           ("not a Parquet file", "expected the bytes 'PAR1' first"), early=True),
     Fault("parquet-truncated", "cut.parquet", lambda: parquet(**GOOD_PARQUET)[:300],
           ("not a readable Parquet file", "expected a complete Parquet file"), early=True),
-    Fault("parquet-wrong-type", "types.parquet", lambda: parquet(**{**GOOD_PARQUET, "response_a": [1, 2]}),
-          ("row 1", "field 'response_a'", "expected a string", "found an integer (1)")),
+    Fault("parquet-wrong-type", "types.parquet", lambda: parquet(**{**GOOD_PARQUET, "response_a": [[1], [2]]}),
+          ("row 1", "field 'response_a'", "expected a string", "found a list of 1")),
     Fault("gzip-not-gzip", "pairs.jsonl.gz", lambda: jsonl(pair(1)),
           ("corrupt gzip", "lacks the gzip magic bytes"), early=True),
     Fault("gzip-truncated", "pairs.jsonl.gz", lambda: gzip.compress(noise_lines(100))[:150_000],
@@ -340,7 +341,7 @@ def test_a_path_traversal_name_with_good_content_is_stored_under_a_plain_name(tm
         assert "/" not in info.name and ".." not in info.name
         # the same name, bad content: refused, the name shown as given, the temporary path never
         bad = a.uploads / "tmp7q1w0z.jsonl"
-        bad.write_bytes(jsonl(pair(1), pair(2, response_b=3)))
+        bad.write_bytes(jsonl(pair(1), pair(2, response_b=[3])))
         before = snapshot(a.db)
         with pytest.raises(ValueError) as refused:
             uploads.import_upload(a.ctx.repo, bad, file_name=evil)
@@ -369,7 +370,7 @@ def test_a_path_traversal_name_with_good_content_is_stored_under_a_plain_name(tm
 def test_control_characters_in_a_name_are_shown_inert(app: App) -> None:
     """Gradio drops control characters from names; a name passed some other way has them replaced."""
     temp = app.uploads / "tmp0c7r1a.jsonl"
-    temp.write_bytes(jsonl(pair(1, query=7)))
+    temp.write_bytes(jsonl(pair(1, query={"text": 7})))
     odd = "red\x1b[31m\u202etxt.exe.jsonl"
     p = uploads.preview(temp, odd)
     assert p.file_name == "red\ufffd[31m\ufffdtxt.exe.jsonl" and p.suggested_name == "red-31m-txt.exe"
@@ -377,7 +378,7 @@ def test_control_characters_in_a_name_are_shown_inert(app: App) -> None:
     with pytest.raises(ValueError) as refused:
         uploads.import_upload(app.ctx.repo, temp, file_name=odd)
     assert str(refused.value) == (
-        "red\ufffd[31m\ufffdtxt.exe.jsonl, line 1, field 'query': expected a string, found an integer (7)"
+        "red\ufffd[31m\ufffdtxt.exe.jsonl, line 1, field 'query': expected a string, found an object ({\"text\": 7})"
     )
     assert snapshot(app.db) == before
 

@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
+from rrm_ui.storage.db import include_object
 from rrm_ui.storage.models import Base
 
 config = context.config
@@ -19,7 +20,8 @@ def run() -> None:
 
 
 def _migrate(connection) -> None:  # noqa: ANN001
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                      include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
 

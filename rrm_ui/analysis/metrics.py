@@ -314,6 +314,28 @@ def pairwise(labels: pd.DataFrame, unit: str, rater: str, value: str) -> pd.Data
     )
 
 
+GROUPED_COLUMNS = ("group", "n", "agree", "agreement", "agreement_low", "agreement_high", "kappa", "kappa_low",
+                   "kappa_high")  # fmt: skip
+
+
+def grouped_codes(group: np.ndarray, cx: np.ndarray, cy: np.ndarray, n_groups: int, n_cat: int,
+                  z: float = 1.96) -> dict[str, np.ndarray]:  # fmt: skip
+    """The kernel of :func:`grouped` on integer codes: ``group`` in ``[0, n_groups)``, ``cx`` and ``cy`` in
+    ``[0, n_cat)``, no missing values. Arrays of length ``n_groups`` (a group without rows: n = 0, nan)."""
+    group = np.asarray(group, dtype=np.int64)
+    cx, cy = np.asarray(cx, dtype=np.int64), np.asarray(cy, dtype=np.int64)
+    n = np.bincount(group, minlength=n_groups)
+    k = np.bincount(group, weights=(cx == cy).astype(float), minlength=n_groups)
+    tx = np.bincount(group * n_cat + cx, minlength=n_groups * n_cat).reshape(n_groups, n_cat)
+    ty = np.bincount(group * n_cat + cy, minlength=n_groups * n_cat).reshape(n_groups, n_cat)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_e = (tx * ty).sum(axis=1) / (n.astype(float) ** 2)
+        agree, agree_low, agree_high = _wilson_arrays(k, n, z)
+        kappa, kappa_low, kappa_high = _kappa_arrays(k / n, p_e, n, z)
+    return {"n": n.astype(np.int64), "agree": k.astype(np.int64), "agreement": agree, "agreement_low": agree_low,
+            "agreement_high": agree_high, "kappa": kappa, "kappa_low": kappa_low, "kappa_high": kappa_high}  # fmt: skip
+
+
 def grouped(groups: Labels, x: Labels, y: Labels, z: float = 1.96) -> pd.DataFrame:
     """:func:`agreement` and :func:`cohen_kappa` of x and y within each group, in one vectorised pass.
 
@@ -327,27 +349,5 @@ def grouped(groups: Labels, x: Labels, y: Labels, z: float = 1.96) -> pd.DataFra
     cx, cy = codes[: len(xs)], codes[len(xs) :]
     keep = (cx >= 0) & (cy >= 0) & g.notna().to_numpy()
     group_codes, keys = pd.factorize(g[keep], sort=True)
-    cx, cy = cx[keep], cy[keep]
-    n_groups, n_cat = len(keys), max(len(uniques), 1)
-    n = np.bincount(group_codes, minlength=n_groups)
-    k = np.bincount(group_codes, weights=(cx == cy).astype(float), minlength=n_groups)
-    tx = np.bincount(group_codes * n_cat + cx, minlength=n_groups * n_cat).reshape(n_groups, n_cat)
-    ty = np.bincount(group_codes * n_cat + cy, minlength=n_groups * n_cat).reshape(n_groups, n_cat)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p_e = (tx * ty).sum(axis=1) / (n.astype(float) ** 2)
-    agree, agree_low, agree_high = _wilson_arrays(k, n, z)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kappa, kappa_low, kappa_high = _kappa_arrays(k / n, p_e, n, z)
-    return pd.DataFrame(
-        {
-            "group": np.asarray(keys, dtype=object),
-            "n": n.astype(np.int64),
-            "agree": k.astype(np.int64),
-            "agreement": agree,
-            "agreement_low": agree_low,
-            "agreement_high": agree_high,
-            "kappa": kappa,
-            "kappa_low": kappa_low,
-            "kappa_high": kappa_high,
-        }
-    )
+    arrays = grouped_codes(group_codes, cx[keep], cy[keep], len(keys), max(len(uniques), 1), z)
+    return pd.DataFrame({"group": np.asarray(keys, dtype=object), **arrays})

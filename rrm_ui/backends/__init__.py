@@ -69,6 +69,9 @@ def create_backend(settings: Settings) -> Backend:
             per_endpoint_concurrency=settings.per_endpoint_concurrency,
             max_retries=settings.max_retries,
             read_timeout_s=settings.request_timeout_s,
+            metrics_s=settings.server_metrics_s,
+            affinity_header=settings.affinity_header,
+            priority_scheduling=settings.priority_scheduling,
         )
     if not settings.model:
         raise BackendError(f"the {settings.backend} backend needs --model (a local directory or a hub id); {FIXES}")

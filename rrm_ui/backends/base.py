@@ -16,8 +16,9 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
-from rrm_ui.domain import Delta, GenRecord, GenRequest, Sampling
+from rrm_ui.domain import NUL_STAND_IN, Delta, GenRecord, GenRequest, Sampling
 from rrm_ui.protocol.base import THINK_CLOSE, THINK_OPEN
 
 Event = Delta | GenRecord
@@ -27,12 +28,30 @@ class BackendError(RuntimeError):
     """A backend cannot be set up (missing extra, missing model). The message says how to fix it."""
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One response scored by a scalar reward model (:meth:`Backend.score`)."""
+
+    score: float
+    prompt_tokens: int
+    latency_s: float
+    truncated: bool = False  # the conversation was longer than the format's max_length and was cut
+
+
 class Backend(ABC):
     """A model that can stream judgments. Subclasses implement :meth:`stream`."""
 
     name: str = "base"
     #: how many requests it pays to keep in flight at once (the engine's default concurrency)
     concurrency: int = 1
+    #: the model's context length in tokens (prompt + generated), once known; None: not checked here
+    max_context: int | None = None
+    #: takes ``GenRequest.continuation`` (budget forcing's second step: the prompt, the reasoning so far
+    #: and the forced close, generating the answer only); a backend without it leaves such judgments cut off
+    continues: bool = False
+    #: the close it writes by itself once ``GenRequest.thinking_budget`` tokens were thought (vLLM's
+    #: ``thinking_token_budget``), marking ``GenRecord.forced_at``; None: budget forcing takes two steps
+    native_close: str | None = None
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -44,6 +63,23 @@ class Backend(ABC):
     def stream(self, request: GenRequest) -> AsyncIterator[Event]:
         """Yield deltas as they arrive and one GenRecord per sample (``0..n-1``)."""
 
+    async def score(self, messages: list[dict[str, str]], max_length: int | None = None) -> Scored:
+        """The scalar reward of one conversation (a sequence-classification head: the first logit),
+        rendered with the model's chat template; ``max_length``: tokens kept at most (cut at the end).
+
+        Only backends that load a reward model implement it; the others refuse with what to do."""
+        raise BackendError(
+            f"the {self.name} backend cannot score responses with a reward model: judge with --judge scalar-rm on "
+            "the transformers or vllm backend and a sequence-classification model (rrm-ui dev tiny-rm DIR builds one)"
+        )
+
+    async def check(self) -> tuple[bool, list[str]]:
+        """Whether the model can be used right now, and what is wrong (one sentence with its fix each).
+
+        In-process backends have nothing to check once started; a server-backed one asks its servers.
+        """
+        return True, []
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model and connections."""
 
@@ -53,6 +89,22 @@ class Backend(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def context_overflow(prompt_tokens: int, budget: int, limit: int | None) -> str | None:
+    """Why a prompt cannot be judged within the model's context length, with the numbers; else None.
+
+    The prompt and the thinking budget (``max_tokens``) must fit in ``limit`` together: a model
+    given less room than its budget would be cut off before ``</think>`` anyway.
+    """
+    if limit is None or prompt_tokens + budget <= limit:
+        return None
+    if prompt_tokens >= limit:
+        return (f"the prompt is {prompt_tokens:,} tokens, over the model's limit of {limit:,} tokens (with a "
+                f"thinking budget of {budget:,} tokens on top): shorten the query or the responses")  # fmt: skip
+    return (f"the prompt is {prompt_tokens:,} tokens and the thinking budget {budget:,} tokens: together "
+            f"{prompt_tokens + budget:,}, over the model's limit of {limit:,} tokens; lower the thinking budget "
+            f"to {limit - prompt_tokens:,} or less, or shorten the texts")  # fmt: skip
 
 
 class ThinkSplitter:
@@ -107,7 +159,10 @@ def _partial_suffix(text: str, tag: str) -> int:
 class SampleTracker:
     """Accumulates one sample's stream and builds its :class:`GenRecord`."""
 
-    def __init__(self, sample: int, *, backend: str, model: str, sampling: Sampling, seed: int | None) -> None:
+    def __init__(
+        self, sample: int, *, backend: str, model: str, sampling: Sampling, seed: int | None, answering: bool = False
+    ) -> None:
+        """``answering``: the text starts after ``</think>`` (a continuation after a forced close)."""
         self.sample = sample
         self.backend = backend
         self.model = model
@@ -116,6 +171,7 @@ class SampleTracker:
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
         self.splitter = ThinkSplitter()
+        self.splitter.closed = answering
         self._reasoning: list[str] = []
         self._answer: list[str] = []
         self.completion_tokens = 0
@@ -154,6 +210,8 @@ class SampleTracker:
         return self._emit(reasoning, answer)
 
     def _emit(self, reasoning: str, answer: str) -> Delta | None:
+        if "\x00" in reasoning or "\x00" in answer:  # as stored (domain.NUL_STAND_IN): the panel shows that text
+            reasoning, answer = reasoning.replace("\x00", NUL_STAND_IN), answer.replace("\x00", NUL_STAND_IN)
         if reasoning:
             self._reasoning.append(reasoning)
         if answer:

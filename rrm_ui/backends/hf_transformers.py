@@ -1,7 +1,7 @@
 """A local model in transformers, on CPU or GPU, streamed token by token and batched.
 
 Requests wait in a queue; one worker thread takes up to ``max_batch`` rows that share the
-same sampling settings (an ``n=k`` request is k rows), left-pads them into one batch and
+same sampling settings but for the seed (an ``n=k`` request is k rows), left-pads them into one batch and
 runs ``model.generate`` with a streamer that receives the new token of every row at each
 step. Each row's text is detokenised incrementally and sent back to the event loop.
 
@@ -19,8 +19,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rrm_ui.backends.base import Backend, BackendError, Event, SampleTracker
-from rrm_ui.backends.models import chat_prompt_ids
+from rrm_ui.backends.base import Backend, BackendError, Event, SampleTracker, Scored, context_overflow
+from rrm_ui.backends.models import (
+    is_reward_model,
+    not_a_reward_model,
+    request_prompt_ids,
+    reward_model_cannot_generate,
+    score_prompt_ids,
+)
 from rrm_ui.domain import GenRequest, Sampling
 
 _seeds = itertools.count(1)
@@ -43,8 +49,13 @@ class _Row:
         self.loop.call_soon_threadsafe(self.out.put_nowait, ev)
 
 
+def _unseeded(s: Sampling) -> Sampling:
+    return s.with_seed(None)
+
+
 class TransformersBackend(Backend):
     name = "transformers"
+    continues = True  # GenRequest.continuation: appended to the prompt's tokens (backends.models)
 
     def __init__(self, model: str, *, device: str | None = None, dtype: str | None = None, max_batch: int = 8) -> None:
         super().__init__(model)
@@ -56,6 +67,13 @@ class TransformersBackend(Backend):
         self._tok: Any = None
         self._queue: queue.Queue[_Row | None] = queue.Queue()
         self._worker: threading.Thread | None = None
+        # Two requests at once (both orders of a pair) both find no model: one loads, the other
+        # waits. Two concurrent from_pretrained calls of one model break transformers 5's loading
+        # (its meta-device init is process-wide: a tied lm_head was left on the meta device).
+        self._load_lock = threading.Lock()
+        #: the model is a sequence-classification reward model (scores, never generates; --judge scalar-rm)
+        self.reward_model = False
+        self._score_lock = threading.Lock()  # one forward at a time on the shared model
         #: observable state (tests, /health): rows in the running generate() call, tokens made so far
         self.active_rows = 0
         self.tokens_generated = 0
@@ -63,14 +81,20 @@ class TransformersBackend(Backend):
     async def start(self) -> None:
         if self._model is not None:
             return
-        await asyncio.to_thread(self._load)
-        self._worker = threading.Thread(target=self._work, name="rrm-ui-transformers", daemon=True)
-        self._worker.start()
+        await asyncio.to_thread(self._load_once)
+
+    def _load_once(self) -> None:
+        with self._load_lock:
+            if self._model is not None:
+                return
+            self._load()
+            self._worker = threading.Thread(target=self._work, name="rrm-ui-transformers", daemon=True)
+            self._worker.start()
 
     def _load(self) -> None:
         try:
             import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
         except ImportError as exc:
             raise BackendError(
                 f"the transformers backend needs torch and transformers ({exc}): pip install -e '.[hf]'"
@@ -79,21 +103,36 @@ class TransformersBackend(Backend):
         dtype = getattr(torch, self.dtype) if self.dtype else (torch.bfloat16 if device == "cuda" else torch.float32)
         self._tok = AutoTokenizer.from_pretrained(self.model)
         self._tok.padding_side = "left"
-        model = AutoModelForCausalLM.from_pretrained(self.model, dtype=dtype)
-        self._model = model.to(device).eval()
+        self.reward_model = is_reward_model(AutoConfig.from_pretrained(self.model))
+        auto = AutoModelForSequenceClassification if self.reward_model else AutoModelForCausalLM
+        model = auto.from_pretrained(self.model, dtype=dtype)
+        model = model.to(device).eval()
         self.device = device
+        self.max_context = getattr(model.config, "max_position_embeddings", None)
+        self._model = model  # last: a request that sees the model sees everything it needs
 
     async def stream(self, request: GenRequest) -> AsyncIterator[Event]:
         await self.start()
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[Event | None] = asyncio.Queue()
-        prompt_ids = chat_prompt_ids(self._tok, list(request.messages))
+        prompt_ids = request_prompt_ids(self._tok, request)
         s = request.sampling
+        if self.reward_model:  # a reward model has no language-model head: it scores, it does not write
+            for k in range(request.n):
+                tracker = SampleTracker(k, backend=self.name, model=self.model, sampling=s, seed=s.seed)
+                yield tracker.finish("error", error=reward_model_cannot_generate(self.model))
+            return
         rows = []
         for k in range(request.n):
-            tracker = SampleTracker(k, backend=self.name, model=self.model, sampling=s, seed=s.seed)
+            tracker = SampleTracker(k, backend=self.name, model=self.model, sampling=s, seed=s.seed,
+                                    answering=request.continuation is not None)  # fmt: skip
             tracker.prompt_tokens = len(prompt_ids)
             rows.append(_Row(prompt_ids, s, tracker, loop, out))
+        too_long = context_overflow(len(prompt_ids), s.max_tokens, self.max_context)
+        if too_long is not None:  # refused before it reaches the one generate() everybody shares
+            for row in rows:
+                yield row.tracker.finish("error", error=too_long)
+            return
         for row in rows:
             self._queue.put(row)
         finished = 0
@@ -108,6 +147,24 @@ class TransformersBackend(Backend):
             for row in rows:
                 row.cancelled.set()
 
+    async def score(self, messages: list[dict[str, str]], max_length: int | None = None) -> Scored:
+        await self.start()
+        if not self.reward_model:
+            raise BackendError(not_a_reward_model(self.model))
+        ids, cut = score_prompt_ids(self._tok, messages, max_length)
+        return await asyncio.to_thread(self._score, ids, cut)
+
+    def _score(self, ids: list[int], cut: bool) -> Scored:
+        import time
+
+        import torch
+
+        started = time.perf_counter()
+        with self._score_lock, torch.inference_mode():
+            logits = self._model(input_ids=torch.tensor([ids], device=self._model.device)).logits
+            value = float(logits[0][0].float().item())
+        return Scored(value, len(ids), time.perf_counter() - started, cut)
+
     # --- worker thread -------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -116,16 +173,25 @@ class TransformersBackend(Backend):
             first = held.pop(0) if held else self._queue.get()
             if first is None:
                 return
-            batch = [first]
+            # rows of other requests join a batch whatever their seed (each request has its own): the
+            # batch is seeded once, with its first row's seed (torch.manual_seed, _generate). Rows of other
+            # sampling wait in ``held``, each looked at once per batch (a row put back and taken again
+            # spun this loop forever as soon as two samplings waited at once: a forced close's answer
+            # budget beside judgments still thinking).
+            batch, waiting = [first], []
+            for row in held:
+                fits = len(batch) < self.max_batch and _unseeded(row.sampling) == _unseeded(first.sampling)
+                (batch if fits else waiting).append(row)
+            held = waiting
             while len(batch) < self.max_batch:
                 try:
-                    row = held.pop(0) if held else self._queue.get_nowait()
+                    row = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if row is None:
                     self._queue.put(None)
                     break
-                (batch if row.sampling == first.sampling else held).append(row)
+                (batch if _unseeded(row.sampling) == _unseeded(first.sampling) else held).append(row)
             batch = [r for r in batch if not self._skip_cancelled(r)]
             if batch:
                 self._generate(batch)
@@ -145,7 +211,7 @@ class TransformersBackend(Backend):
 
         tok, model = self._tok, self._model
         s = batch[0].sampling
-        seed = s.seed if s.seed is not None else next(_seeds)
+        seed = s.seed if s.seed is not None else next(_seeds)  # the first row's: rows share all but the seed
         for row in batch:
             row.tracker.seed = seed
         width = max(len(r.prompt_ids) for r in batch)

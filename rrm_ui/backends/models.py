@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rrm_ui.backends.base import BackendError
+from rrm_ui.domain import GenRequest
 
 FIXES = (
     "pass a local model directory with --model PATH, an OpenAI-compatible server with "
@@ -51,3 +52,45 @@ def chat_prompt_ids(tokenizer: object, messages: list[dict[str, str]]) -> list[i
     """Render messages with the model's own chat template and tokenize without adding BOS twice."""
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)  # type: ignore[attr-defined]
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+
+
+def is_reward_model(config: object) -> bool:
+    """A sequence-classification model (a scalar reward model's head): its config's architecture says so."""
+    return any(str(a).endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or ())
+
+
+def reward_model_cannot_generate(model: str) -> str:
+    return (f"{model} is a sequence-classification reward model: it scores responses and cannot write a "
+            "judgment; judge it with --judge scalar-rm")  # fmt: skip
+
+
+def not_a_reward_model(model: str) -> str:
+    return (f"{model} is not a sequence-classification reward model (its config's architectures name no "
+            "...ForSequenceClassification): the scalar-rm judge needs one, e.g. `rrm-ui dev tiny-rm DIR`")  # fmt: skip
+
+
+def score_prompt_ids(
+    tokenizer: object, messages: list[dict[str, str]], max_length: int | None
+) -> tuple[list[int], bool]:
+    """A conversation as a reward model reads it: its chat template without a generation prompt (as
+    RewardBench's ``prepare_dialogue_from_tokenizer``), tokenized without adding special tokens again; at
+    most ``max_length`` tokens, cut at the end. Also whether it was cut."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False)  # type: ignore[attr-defined]
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+    if max_length is not None and len(ids) > max_length:
+        return ids[:max_length], True
+    return ids, False
+
+
+def request_prompt_ids(tokenizer: object, request: GenRequest) -> list[int]:
+    """A request's prompt tokens: its raw ``prompt`` tokenized as the official code's text prompt is
+    (the tokenizer's special tokens added once, as vLLM's ``LLM.generate`` does with a text prompt),
+    else its chat messages through the model's chat template; then its ``continuation`` (budget forcing:
+    the reasoning so far and the forced close), tokenized without special tokens and appended."""
+    if request.prompt is not None:
+        ids = list(tokenizer(request.prompt)["input_ids"])  # type: ignore[operator]
+    else:
+        ids = chat_prompt_ids(tokenizer, list(request.messages))
+    if request.continuation:
+        ids += tokenizer(request.continuation, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+    return ids

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -16,38 +17,26 @@ from pathlib import Path
 from typing import Any
 
 from rrm_ui.backends import BackendError, create_backend
-from rrm_ui.cli.options import add_backend_options, settings_from
+from rrm_ui.cli.options import (
+    add_backend_options,
+    add_compute_options,
+    add_strategy_options,
+    bracket_seed_from,
+    compute_from,
+    judges_epilog,
+    settings_from,
+)
 from rrm_ui.config import Settings
-from rrm_ui.domain import Compute, ItemResult, Judgment, Sampling, Status
-from rrm_ui.engine.judge import Judge, Observer
-from rrm_ui.engine.runner import STRATEGIES, judge_items
+from rrm_ui.domain import Compute, ItemResult, JudgeSpec, Judgment, Status, check_escalation
+from rrm_ui.engine.judge import Observer
+from rrm_ui.engine.runner import judge_items
 from rrm_ui.io.judge_input import InputError, read_items
-from rrm_ui.protocol import get_format
 
 
-def result_to_dict(result: ItemResult, sampling: Sampling, compute: Compute) -> dict[str, Any]:
-    """One output line: the decision, then every generated judgment with its trace and figures."""
-    comparisons = []
-    for pair in result.pairs:
-        comparisons += [j.to_dict() for j in pair.judgments]
-    return {
-        "id": result.id,
-        "strategy": result.strategy,
-        "winner": result.winner,
-        "ranking": list(result.ranking),
-        "votes": {str(k): v for k, v in sorted(result.votes.items())},
-        "position_consistent": result.position_consistent,
-        "pairs": [p.to_dict() for p in result.pairs],
-        "ratings": {name: {str(k): v for k, v in r.items()} for name, r in result.ratings.items()},
-        "bracket": [list(rnd) for rnd in result.bracket],
-        "comparisons": comparisons,
-        "template": result.template,
-        "template_version": result.template_version,
-        "model": result.model,
-        "backend": result.backend,
-        "sampling": asdict(sampling),
-        "compute": asdict(compute),
-    }
+def result_to_dict(result: ItemResult, spec: JudgeSpec) -> dict[str, Any]:
+    """One output line: the result's own form (``ItemResult.to_dict``) with the run's spec beside it."""
+    return {**result.to_dict(), "judge": spec.judge, "judge_version": spec.judge_version,
+            "sampling": asdict(spec.sampling), "compute": spec.compute.to_dict()}  # fmt: skip
 
 
 class Progress:
@@ -92,7 +81,7 @@ class Progress:
         self.bar.close()
 
 
-async def run_judge(args: argparse.Namespace, settings: Settings, compute: Compute) -> int:
+async def run_judge(args: argparse.Namespace, settings: Settings, compute: Compute) -> int:  # noqa: PLR0915
     store = bool(args.db or args.dataset)
     if not store and not args.out:
         print("error: give --out FILE, or --db / --dataset to store the judgments", file=sys.stderr)
@@ -118,31 +107,36 @@ async def run_judge(args: argparse.Namespace, settings: Settings, compute: Compu
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    fmt = get_format(settings.judge_format)
-    sampling = Sampling(settings.temperature, settings.top_p, settings.max_tokens, settings.seed)
+    from rrm_ui.services.judging import build_judge, make_spec
+
     try:
         backend = create_backend(settings)
         await backend.start()
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    judge = Judge(backend, fmt, sampling=sampling, compute=compute, concurrency=settings.concurrency,
-                  retries=settings.retries, retry_wait_s=settings.retry_wait_s)  # fmt: skip
+    spec = make_spec(backend, settings, compute=compute, strategy=args.strategy)
+    judge = build_judge(spec, backend, settings)
     results: Any
+    held = None
     if store:
+        from rrm_ui.services.jobs import OutsideJob, worker_name
         from rrm_ui.services.judging import default_run_name, judge_and_store, plan_run
+        from rrm_ui.storage.repo_jobs import JobConflict
         from rrm_ui.storage.repository import RunMismatch
 
-        run_name = args.run or default_run_name(dataset.name, judge, args.strategy)
+        run_name = args.run or default_run_name(dataset.name, spec)
         try:
-            plan = plan_run(repo, dataset.id, run_name, judge, args.strategy)
-        except RunMismatch as exc:
+            plan = plan_run(repo, dataset.id, run_name, spec)
+            # one active job per run: the app (or another rrm-ui judge) never judges this run meanwhile
+            held = OutsideJob.hold(repo, plan, worker_name(), bracket_seed=args.bracket_seed)
+        except (RunMismatch, JobConflict) as exc:
             await backend.close()
             print(f"error: {exc}", file=sys.stderr)
             return 2
         verb = "starting" if plan.created else "continuing"
-        print(f"{verb} run {plan.run.name!r} on data set {dataset.name!r}: {len(plan.todo)} items to judge, "
-              f"{plan.already_done} already judged", file=sys.stderr)  # fmt: skip
+        print(f"{verb} run {plan.run.name!r} on data set {dataset.name!r} as job #{held.job.id}: "
+              f"{len(plan.todo)} items to judge, {plan.already_done} already judged", file=sys.stderr)  # fmt: skip
         results = judge_and_store(repo, plan, judge, args.strategy, bracket_seed=args.bracket_seed)
         total = len(plan.todo)
     else:
@@ -155,17 +149,30 @@ async def run_judge(args: argparse.Namespace, settings: Settings, compute: Compu
         out_path = Path(args.out)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out = out_path.open("w", encoding="utf-8")
+
+    def write(result: ItemResult) -> None:
+        if out is not None:
+            out.write(json.dumps(result_to_dict(result, spec), ensure_ascii=False) + "\n")
+            out.flush()
+        progress.item_done()
+
     try:
-        async for result in results:
-            if out is not None:
-                out.write(json.dumps(result_to_dict(result, sampling, compute), ensure_ascii=False) + "\n")
-                out.flush()
-            progress.item_done()
+        if held is not None:
+            job = await held.drain(results, write, "rrm-ui judge")
+        else:
+            async with contextlib.aclosing(results) as stream:  # closing it aborts the items in flight
+                async for result in stream:
+                    write(result)
     finally:
         progress.close()
         if out is not None:
             out.close()
         await backend.close()
+    if held is not None and held.stopped_by is not None:
+        why = job.message or "no reason given"
+        print(f"stopped: job #{job.id} was {job.status.value} in the app ({why}); {job.items_done} of "
+              f"{job.items_total} items are stored in run {plan.run.name!r}", file=sys.stderr)  # fmt: skip
+        return 3
     summary = ", ".join(f"{k} {v}" for k, v in sorted(progress.statuses.items())) or "nothing to do"
     elapsed = time.perf_counter() - progress.started
     where = f"; wrote {args.out}" if args.out else ""
@@ -176,7 +183,7 @@ async def run_judge(args: argparse.Namespace, settings: Settings, compute: Compu
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     j = sub.add_parser("judge", help="judge a JSONL file or a stored data set", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+                       epilog=judges_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     j.add_argument("input", nargs="?",
                    help='JSONL: {"id", "query", "responses": [...]} or {"id", "query", "response_a", "response_b"}; '
                         "with --db any importable file (see rrm-ui import --help)")  # fmt: skip
@@ -186,30 +193,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--run", help="run name; the same name continues an interrupted run (default: from the settings)")
     add_backend_options(j)
     c = j.add_argument_group("compute")
-    c.add_argument("--votes", type=int, default=1, help="samples per presentation order (majority vote)")
-    c.add_argument("--swap", action="store_true", help="judge both orders; flag position-inconsistent pairs")
-    c.add_argument("--adaptive", action="store_true",
-                   help="one sample per order first, more only where they disagree, up to --budget")  # fmt: skip
-    c.add_argument("--budget", type=int, default=8, help="adaptive: most samples per pair")
-    c.add_argument("--margin", type=int, default=2, help="adaptive: stop when the leader is this many votes ahead")
-    c.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                   help="auto: pair for two responses, knockout for more")  # fmt: skip
-    c.add_argument(
-        "--bracket-seed", type=int, default=0, help="knockout: shuffle seed for the bracket (-1: input order)"
-    )
+    add_compute_options(c)
+    add_strategy_options(c)
     j.add_argument("--quiet", action="store_true", help="no progress bar")
     j.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.bracket_seed is not None and args.bracket_seed < 0:
-        args.bracket_seed = None
+    bracket_seed_from(args)
     try:
         settings = settings_from(args, database_url=args.db)
         # built (and validated) before any model loads
-        compute = Compute(
-            votes=args.votes, swap=args.swap, adaptive=args.adaptive, budget=args.budget, margin=args.margin
-        )
+        compute = compute_from(args)
+        check_escalation(compute, settings.max_tokens)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

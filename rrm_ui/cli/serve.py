@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     repo = open_repository(settings)
     runtime = Runtime(settings, repo)
     runtime.load_model()
-    jobs = JobManager(repo, runtime)
+    jobs = JobManager(repo, runtime, lease_s=settings.job_lease_s, beat_s=settings.job_beat_s)
     jobs.recover()
     login = accounts.has_accounts(repo)
     ctx = AppContext(runtime, jobs, login=login, overlap=settings.annotation_overlap)

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
 USER_TAG = "<｜User｜>"
 ASSISTANT_TAG = "<｜Assistant｜>"
 PAD = "<｜pad｜>"
+_MISSING = (
+    "building the tiny model needs torch, tokenizers and transformers ({exc}); "
+    "install an extra: pip install -e '.[cpu]' (or '.[hf]')"
+)
 
 # The shape of DeepSeek-R1-Distill's template: system text after BOS, then turns, and a
 # generation prompt that opens the thinking block.
@@ -42,20 +47,17 @@ def _corpus() -> list[str]:
     return [SYSTEM, USER, words] * 20
 
 
-def build_tiny_model(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 2048, layers: int = 2) -> Path:
-    """Write a tiny model (config, safetensors weights, tokenizer, chat template) to ``out_dir``."""
-    try:
-        import torch
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-        from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise SystemExit(
-            f"building the tiny model needs torch, tokenizers and transformers ({exc}); "
-            "install an extra: pip install -e '.[cpu]' (or '.[hf]')"
-        ) from exc
+def build_tokenizer(out_dir: str | Path | None = None, *, vocab_size: int = 2048) -> Any:
+    """The byte-level BPE tokenizer with the R1-Distill-style chat template, saved to ``out_dir`` if given.
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    Shared by the tiny random model and the demo judge (rrm_ui.dev.demo_judge), so both read
+    the same tokens.
+    """
+    try:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from transformers import PreTrainedTokenizerFast
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise SystemExit(_MISSING.format(exc=exc)) from exc
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -72,24 +74,47 @@ def build_tiny_model(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 20
     fast.add_tokens(["<think>", "</think>"], special_tokens=False)
     fast.chat_template = CHAT_TEMPLATE
     fast.model_max_length = 32768
-    fast.save_pretrained(out)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        fast.save_pretrained(out)
+    return fast
 
-    torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=len(fast),
-        hidden_size=256,
-        intermediate_size=512,
+
+def qwen2_config(
+    tokenizer: Any, *, layers: int = 2, hidden: int = 256, heads: int = 4, tie_embeddings: bool = True
+) -> Any:
+    """The tiny ``Qwen2Config`` (head_dim 64: vLLM's CPU attention rejects 16) for ``tokenizer``."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=layers,
-        num_attention_heads=4,  # head_dim 64: vLLM's CPU attention rejects 16
-        num_key_value_heads=4,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
         max_position_embeddings=32768,
-        tie_word_embeddings=True,
-        bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id,
+        tie_word_embeddings=tie_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         torch_dtype="float32",
     )
-    model = Qwen2ForCausalLM(config)
+
+
+def build_tiny_model(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 2048, layers: int = 2) -> Path:
+    """Write a tiny model (config, safetensors weights, tokenizer, chat template) to ``out_dir``."""
+    try:
+        import torch
+        from transformers import Qwen2ForCausalLM
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise SystemExit(_MISSING.format(exc=exc)) from exc
+
+    out = Path(out_dir)
+    fast = build_tokenizer(out, vocab_size=vocab_size)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(qwen2_config(fast, layers=layers))
     model.save_pretrained(out)
     (out / "RRM_UI_TINY_MODEL.json").write_text(
         json.dumps({"note": "random weights: output is noise, for wiring checks only", "seed": seed}) + "\n"

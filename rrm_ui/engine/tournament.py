@@ -36,6 +36,8 @@ __all__ = [
     "RoundRobinResult",
     "bradley_terry",
     "elo",
+    "official_elo",
+    "rate",
     "knockout",
     "match_score",
     "round_robin",
@@ -71,15 +73,29 @@ class Match:
     """One slot of a knockout round.
 
     ``i`` is listed first (the higher bracket seed); ``j`` is None for a bye, in
-    which case ``i`` advanced without a comparison.  ``tiebreak`` names the rule
-    used when the comparison had no winner (``"bracket_order"``), else None.
+    which case ``i`` advanced without a comparison.  ``winner`` is who won the
+    comparison (the bye's entrant for a bye) and None when it had no winner (a
+    tie, or no valid vote).  ``advanced`` is who went on to the next round; after
+    a tie that is decided by ``tiebreak`` (``"bracket_order"``: the first listed),
+    a bracket convenience that never makes a winner: :attr:`advanced_by_tiebreak`.
     """
 
     round: int  # 1-based
     i: int
     j: int | None
-    winner: int
+    winner: int | None
     tiebreak: str | None = None
+    advanced: int | None = None  # defaults to the winner
+
+    def __post_init__(self) -> None:
+        if self.advanced is None:
+            if self.winner is None:
+                raise ValueError("a match without a winner must say who advanced")
+            object.__setattr__(self, "advanced", self.winner)
+
+    @property
+    def advanced_by_tiebreak(self) -> bool:
+        return self.tiebreak is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +104,8 @@ class Match:
             "j": self.j,
             "winner": self.winner,
             "tiebreak": self.tiebreak,
+            "advanced": self.advanced,
+            "advanced_by_tiebreak": self.advanced_by_tiebreak,
         }
 
 
@@ -95,18 +113,33 @@ class Match:
 class KnockoutResult:
     """Result of :func:`knockout`.
 
+    ``champion`` is who came out of the bracket; ``winner`` is the champion only
+    when every match of the bracket had a winner (``decided``), else None: a
+    candidate that advanced by a tiebreak never beat its opponent, and the one it
+    knocked out was never beaten, so nobody is known to be the best.
+
     ``ranking`` lists all candidates, best first: the champion, the loser of the
     final, then the other losers by the round they were eliminated in (latest
     first) and, within a round, by their position in ``entry_order``.  Only the
-    champion is really decided; the rest is a coarse order (players knocked out in
-    the same round were never compared with each other).
+    champion of a decided bracket is really decided; the rest is a coarse order
+    (players knocked out in the same round were never compared with each other).
     """
 
-    winner: int
+    winner: int | None
     ranking: tuple[int, ...]
     rounds: tuple[tuple[Match, ...], ...]
     outcomes: tuple[PairOutcome, ...]  # in the order played
     entry_order: tuple[int, ...]
+    champion: int
+
+    @property
+    def tied_matches(self) -> tuple[Match, ...]:
+        """The matches whose entrant advanced by a tiebreak, in the order played."""
+        return tuple(m for rnd in self.rounds for m in rnd if m.advanced_by_tiebreak)
+
+    @property
+    def decided(self) -> bool:
+        return not self.tied_matches
 
 
 def _pick_bye(entrants: list[int], had_bye: set[int]) -> int:
@@ -136,10 +169,11 @@ async def knockout(n: int, compare: Compare, *, seed: int | None = 0) -> Knockou
     sits at the position of its first-listed entrant.  All comparisons of a round
     run concurrently; the next round starts when the whole round is done.
 
-    Ties (``winner is None``): the entrant listed first -- the higher bracket seed
-    -- advances and the match records ``tiebreak="bracket_order"``.  It is an
-    arbitrary but deterministic and visible rule; with a seeded shuffle it favours
-    nobody in particular.
+    Ties (``outcome.winner is None``: no majority, or no valid vote): the match has
+    no winner; the entrant listed first -- the higher bracket seed -- advances so
+    the bracket can be played out, and the match records ``tiebreak="bracket_order"``
+    (``advanced_by_tiebreak``).  Such a bracket decides nothing: the result's
+    ``winner`` is None (its ``champion`` and ``ranking`` are kept for display).
 
     Exactly n-1 comparisons in ceil(log2 n) rounds.
     """
@@ -167,22 +201,25 @@ async def knockout(n: int, compare: Compare, *, seed: int | None = 0) -> Knockou
 
         slots: list[tuple[int, Match]] = []  # (position of first-listed entrant, match)
         for (a, b), outcome in zip(pairs, played, strict=False):
-            winner, tiebreak = outcome.winner, None
-            if winner is None:
-                winner, tiebreak = a, "bracket_order"
-            eliminated_in[b if winner == a else a] = round_no
-            slots.append((entrants.index(a), Match(round_no, a, b, winner, tiebreak)))
+            if outcome.winner is None:
+                match = Match(round_no, a, b, None, "bracket_order", advanced=a)
+            else:
+                match = Match(round_no, a, b, outcome.winner)
+            eliminated_in[b if match.advanced == a else a] = round_no
+            slots.append((entrants.index(a), match))
         if bye is not None:
             had_bye.add(bye)
             slots.append((entrants.index(bye), Match(round_no, bye, None, bye)))
         slots.sort(key=lambda slot: slot[0])
         rounds.append(tuple(m for _, m in slots))
-        entrants = [m.winner for _, m in slots]
+        entrants = [m.advanced for _, m in slots]
 
     champion = entrants[0]
     losers = sorted(eliminated_in, key=lambda c: (-eliminated_in[c], entry_pos[c]))
+    decided = all(not m.advanced_by_tiebreak for rnd in rounds for m in rnd)
     return KnockoutResult(
-        winner=champion,
+        winner=champion if decided else None,
+        champion=champion,
         ranking=(champion, *losers),
         rounds=tuple(rounds),
         outcomes=tuple(outcomes),
@@ -215,6 +252,29 @@ def elo(
         ratings[i] += delta
         ratings[j] -= delta
     return ratings
+
+
+def official_elo(n: int, results: Sequence[tuple[int, int, float]], *, seed: int = 0) -> tuple[list[float], int]:
+    """The RRM paper's Elo for one item, as ``RRM-evaluation/scripts/elo_accuracy_results.py``
+    (microsoft/LMOps at af6bc85) computes it: the matches shuffled by Python's ``random`` seeded with
+    ``seed`` (the script seeds once with 0 and shuffles every question in turn; here each item's matches
+    are shuffled by a generator seeded afresh, so an item's ratings do not depend on the items before
+    it), then ``evalica.elo`` with the library's defaults over rivals named by their index as text,
+    a tie ``Winner.Draw``. Returns the ratings per candidate (nan for one in no match) and the top
+    candidate, ``scores.idxmax()``: the first of the best in evalica's order (first appearance)."""
+    import random
+
+    from evalica import Winner
+    from evalica import elo as evalica_elo
+
+    matches = [(str(i), str(j), Winner.Draw if s == 0.5 else Winner.X if s == 1.0 else Winner.Y)
+               for i, j, s in results]  # fmt: skip
+    if not matches:
+        raise ValueError("no matches to rate")
+    random.Random(seed).shuffle(matches)
+    found = evalica_elo([m[0] for m in matches], [m[1] for m in matches], [m[2] for m in matches])
+    scores = found.scores
+    return [float(scores.get(str(c), math.nan)) for c in range(n)], int(scores.idxmax())
 
 
 def bradley_terry(
@@ -289,6 +349,7 @@ class RoundRobinResult:
     bradley_terry: tuple[float, ...]
     wins: tuple[float, ...]  # match points, a tie counts 0.5
     outcomes: tuple[PairOutcome, ...]  # sorted by (i, j)
+    official_elo: tuple[float, ...] = ()  # the RRM paper's Elo (official_elo), reported beside BT
 
     def match_table(self) -> list[dict[str, Any]]:
         """One row per comparison: ``i``, ``j``, ``winner`` and the score of ``i``."""
@@ -323,22 +384,40 @@ async def round_robin(n: int, compare: Compare, *, concurrency_hint: int | None 
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     played = await asyncio.gather(*(run(i, j) for i, j in pairs))
 
-    results: list[tuple[int, int, float]] = []
+    results = [(i, j, match_score(o)) for (i, j), o in zip(pairs, played, strict=False)]
+
+    fit = rate(n, results)
+    return RoundRobinResult(
+        winner=fit.ranking[0],
+        ranking=fit.ranking,
+        elo=fit.elo,
+        bradley_terry=fit.bradley_terry,
+        wins=fit.wins,
+        outcomes=tuple(sorted(played, key=lambda o: (o.i, o.j))),
+        official_elo=fit.official_elo,
+    )
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """Every rating of a round robin's results and the ranking (:func:`rate`)."""
+
+    ranking: tuple[int, ...]
+    elo: tuple[float, ...]
+    bradley_terry: tuple[float, ...]
+    wins: tuple[float, ...]
+    official_elo: tuple[float, ...]
+
+
+def rate(n: int, results: Sequence[tuple[int, int, float]]) -> Ratings:
+    """Ratings of ``(i, j, score_i)`` results and the ranking a round robin uses: Bradley-Terry rating
+    descending (ratings equal to 1e-9 count as equal), then match points, then index. Used by
+    :func:`round_robin` and by the refit after a human overturned matches (``engine.replay``)."""
     points = [0.0] * n
-    for (i, j), outcome in zip(pairs, played, strict=False):
-        score_i = 0.5 if outcome.winner is None else float(outcome.winner == i)
-        results.append((i, j, score_i))
+    for i, j, score_i in results:
         points[i] += score_i
         points[j] += 1.0 - score_i
-
-    elo_ratings = elo(n, results)
-    bt_ratings = bradley_terry(n, results)
-    ranking = sorted(range(n), key=lambda c: (-round(bt_ratings[c], 9), -points[c], c))
-    return RoundRobinResult(
-        winner=ranking[0],
-        ranking=tuple(ranking),
-        elo=tuple(elo_ratings),
-        bradley_terry=tuple(bt_ratings),
-        wins=tuple(points),
-        outcomes=tuple(sorted(played, key=lambda o: (o.i, o.j))),
-    )
+    bt = bradley_terry(n, results)
+    ranking = tuple(sorted(range(n), key=lambda c: (-round(bt[c], 9), -points[c], c)))
+    paper = tuple(official_elo(n, results)[0]) if results else ()
+    return Ratings(ranking, tuple(elo(n, results)), tuple(bt), tuple(points), paper)

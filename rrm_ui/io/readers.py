@@ -54,7 +54,7 @@ FILE_TYPES = {
 }
 _SNIFF = 8192  # bytes looked at to tell text from binary
 _CLIP = 60
-_BATCH = 1024  # Parquet rows per record batch
+_PARQUET_BATCH = 32  # Parquet rows per record batch: at most 32 values of a column decoded at once
 _GZIP_ERRORS = (OSError, EOFError, zlib.error)
 MAX_DEPTH = 100  # levels of lists and objects in one JSON record (a record itself is level 1)
 
@@ -151,9 +151,16 @@ class RecordSource:
 
 
 @contextlib.contextmanager
-def open_records(path: str | Path, max_bytes: int) -> Iterator[RecordSource]:
-    """Open ``path`` and yield a :class:`RecordSource`; checks that fail raise :class:`ImportFileError`."""
-    reader = _Reader(Path(path), max_bytes)
+def open_records(
+    path: str | Path, max_bytes: int, max_value_bytes: int | None = None, *, batch_rows: int = _PARQUET_BATCH
+) -> Iterator[RecordSource]:
+    """Open ``path`` and yield a :class:`RecordSource`; checks that fail raise :class:`ImportFileError`.
+
+    ``max_value_bytes`` bounds one decoded value of a Parquet file before it is decoded (text
+    formats are bounded by ``max_bytes``, and each value by the importer, as they are read);
+    ``batch_rows`` Parquet rows are decoded at a time (a preview that shows five asks for five).
+    """
+    reader = _Reader(Path(path), max_bytes, max_value_bytes, batch_rows)
     try:
         yield reader.open()
     finally:
@@ -161,9 +168,13 @@ def open_records(path: str | Path, max_bytes: int) -> Iterator[RecordSource]:
 
 
 class _Reader:
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(
+        self, path: Path, max_bytes: int, max_value_bytes: int | None = None, batch_rows: int = _PARQUET_BATCH
+    ) -> None:
         self.path = path
+        self.batch_rows = batch_rows
         self.max_bytes = max_bytes
+        self.max_value_bytes = max_value_bytes
         self.gz = False
         self.stack = contextlib.ExitStack()
 
@@ -418,14 +429,48 @@ class _Reader:
     # --- Parquet -----------------------------------------------------------------------------
 
     def _parquet(self) -> Iterator[Record]:
+        """Parquet by small record batches, its decoded size bounded before and while decoding.
+
+        Parquet compresses well enough that a file of a few KB can decode to hundreds of MB. The
+        footer's uncompressed sizes are checked first (the whole file against ``max_bytes``; a
+        column chunk whose values average more than ``max_value_bytes`` must hold a value over it);
+        then each batch's text columns are measured before they become Python strings (a value
+        over ``max_value_bytes`` is refused with its row and column, and the decoded total is
+        counted against ``max_bytes``, since dictionary encoding hides repeats from the footer).
+        """
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         source: Path = self._inflate() if self.gz else self.path
         try:
-            batches = pq.ParquetFile(source).iter_batches(batch_size=_BATCH)
-            n = 0
-            for batch in batches:
+            pf = pq.ParquetFile(source)
+            self._check_parquet_sizes(pf.metadata)
+            n = decoded = 0
+            for batch in pf.iter_batches(batch_size=self.batch_rows):
+                decoded += batch.nbytes
+                if decoded > self.max_bytes:
+                    raise self.error(
+                        None, None, f"file too large: its content decodes past the limit of {mb(self.max_bytes)}"
+                    )
+                if self.max_value_bytes is not None:
+                    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+                        if (
+                            pa.types.is_string(col.type)
+                            or pa.types.is_binary(col.type)
+                            or pa.types.is_large_string(col.type)
+                        ):
+                            lengths = pc.binary_length(col)
+                            top = pc.max(lengths).as_py()
+                            if top is not None and top > self.max_value_bytes:
+                                at = pc.index(lengths, top).as_py()
+                                raise self.error(
+                                    n + at + 1,
+                                    name,
+                                    f"value too large: it decodes to {mb(top)}, over the per-value limit of "
+                                    f"{mb(self.max_value_bytes)}",
+                                    "row",
+                                )
                 for rec in batch.to_pylist():
                     n += 1
                     yield Record(n, rec)
@@ -435,6 +480,31 @@ class _Reader:
                 None,
                 f"not a readable Parquet file: expected a complete Parquet file, found it corrupt ({clip(str(e))})",
             ) from None
+
+    def _check_parquet_sizes(self, md: Any) -> None:
+        total = sum(md.row_group(g).total_byte_size for g in range(md.num_row_groups))
+        if total > self.max_bytes:
+            raise self.error(
+                None,
+                None,
+                f"file too large: it decodes to {mb(total)} ({total:,} bytes), over the limit of {mb(self.max_bytes)}",
+            )
+        if self.max_value_bytes is None:
+            return
+        first = 1
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            for c in range(rg.num_columns):
+                chunk = rg.column(c)
+                if rg.num_rows and chunk.total_uncompressed_size > self.max_value_bytes * rg.num_rows:
+                    raise self.error(
+                        None,
+                        chunk.path_in_schema,
+                        f"value too large: rows {first}-{first + rg.num_rows - 1} of this column decode to "
+                        f"{mb(chunk.total_uncompressed_size)}, more than {mb(self.max_value_bytes)} a value on "
+                        "average, so at least one value is over the per-value limit",
+                    )
+            first += rg.num_rows
 
     def _inflate(self) -> Path:
         """Decompress the gzip file into a temporary file (removed on close), counting the bytes."""

@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 
 from rrm_ui.domain import ParsedVerdict, Status, Verdict
-from rrm_ui.protocol.base import JudgeFormat, last_boxed
+from rrm_ui.protocol.base import (
+    ERROR_HALF,
+    Decoding,
+    JudgeFormat,
+    Source,
+    answer_segment,
+    last_boxed,
+    official_boxed,
+)
 
 SYSTEM = (
     "You are a helpful assistant in evaluating the quality of the responses for a given instruction. "
@@ -45,12 +53,15 @@ USER = (
 
 _PLACEHOLDER = re.compile(r"\{(question|answer1|answer2)\}")
 _STRICT = {"Assistant 1": Verdict.A, "Assistant 2": Verdict.B}
-_LENIENT_RE = re.compile(r"^\s*(?:\\text\{|\\textbf\{|\\mathrm\{)?\s*assistant\s*([12])\s*\}?\s*$", re.I)
+# Matched against the STRIPPED content, and no two whitespace runs touch with only optional parts
+# between them: linear in the content's length (the old form, ``^\s*(?:...)?\s*`` and
+# ``\s*\}?\s*$``, tried every split of a whitespace run and took seconds on 16k spaces).
+_LENIENT_RE = re.compile(r"(?:\\(?:text|textbf|mathrm)\{)?\s*assistant\s*([12])(?:\s*\})?", re.I)
 
 
 def lenient_reading(boxed: str) -> Verdict | None:
     r"""A tolerant reading (``\text{Assistant 1}``, ``assistant 2 ``): reported apart, never decisive."""
-    m = _LENIENT_RE.match(boxed)
+    m = _LENIENT_RE.fullmatch(boxed.strip())
     if not m:
         return None
     return Verdict.A if m.group(1) == "1" else Verdict.B
@@ -58,7 +69,22 @@ def lenient_reading(boxed: str) -> Verdict | None:
 
 class RRMFormat(JudgeFormat):
     name = "rrm"
-    version = "1"
+    # 1: the last complete box after the first </think> decided. 2: the official rule to the letter
+    # (only the text up to a second </think> is read; the last literal \boxed decides, braced or not).
+    version = "2"
+    description = "RRM (Reward Reasoning Model): think, then \\boxed{Assistant 1} or \\boxed{Assistant 2}"
+    can_tie = False
+    error_score = ERROR_HALF  # run_generative.py's process_shuffled: no verdict counts 0.5
+    # scripts/run_7b.sh and run_32b.sh: --temperature 0.6 --max_response_tokens 8192; SamplingParams(top_p=1).
+    default_sampling = Decoding(temperature=0.6, top_p=1.0, max_tokens=8192)
+    system_prompt = SYSTEM
+    source = Source(
+        "microsoft/LMOps",
+        "RRM-evaluation/rewardbench/generative.py; RRM-evaluation/scripts/run_generative.py",
+        "af6bc85e3e669ad5ec371d074c767905869c862e",
+        "model_modifier 'Skywork'",
+    )
+    thinks = True
 
     def messages(self, query: str, first: str, second: str) -> list[dict[str, str]]:
         # One pass over the template, so braces or placeholders inside the texts stay as they are.
@@ -69,11 +95,13 @@ class RRMFormat(JudgeFormat):
     def parse(self, reasoning: str, answer: str, think_closed: bool) -> ParsedVerdict:
         if not think_closed:
             return ParsedVerdict(Status.TRUNCATED, None, None, None)
-        boxed = last_boxed(answer)
+        segment = answer_segment(answer)
+        tolerant_box = last_boxed(segment)
+        lenient = lenient_reading(tolerant_box) if tolerant_box is not None else None
+        boxed = official_boxed(segment)
         if boxed is None:
-            return ParsedVerdict(Status.NO_VERDICT, None, None, None)
+            return ParsedVerdict(Status.NO_VERDICT, None, lenient, None)
         strict = _STRICT.get(boxed)
-        lenient = lenient_reading(boxed)
         if strict is None:
             return ParsedVerdict(Status.INVALID, None, lenient, boxed)
         return ParsedVerdict(Status.OK, strict, lenient, boxed)

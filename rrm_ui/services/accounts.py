@@ -15,6 +15,10 @@ import base64
 import hashlib
 import hmac
 import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
 
 from rrm_ui.domain import Account, Role
@@ -103,14 +107,84 @@ def set_role(repo: Repository, name: str, role: Role) -> Account:
 
 
 def set_password(repo: Repository, name: str, password: str) -> Account:
-    """Replace (or set) the password of an existing annotator."""
+    """Replace (or set) the password of an existing annotator and end every session it has open:
+    cookies from a login before this stop working at the app's next request (no restart)."""
     check_password(password)
-    return repo.set_password_hash(name, hash_password(password))
+    return repo.set_login(check_name(name), hash_password(password))
 
 
 def remove_password(repo: Repository, name: str) -> Account:
-    """Disable the account's login; its labels stay. With no password left, login turns off."""
-    return repo.set_password_hash(name, None)
+    """Disable the account's login and end its open sessions; its labels stay."""
+    return repo.set_login(check_name(name), None)
+
+
+def session_owner(repo: Repository, session_hash: str, user: str) -> str:
+    """The user a Gradio session belongs to (the first one who used it), in every app process:
+    the login gate refuses the session to anyone else."""
+    return repo.claim_session(session_hash, user)
+
+
+def session_epoch(repo: Repository, name: str) -> int | None:
+    """The account's session epoch (raised by :func:`set_password` and :func:`remove_password`);
+    None when the name cannot log in. The login gate keeps the epoch each session began under."""
+    return repo.session_epoch(name.strip())
+
+
+class LoginThrottle:
+    """Failed logins slow down, per name and per address (in memory, per app process).
+
+    The first ``free`` failures of a name (``free_per_address`` of an address: several people may
+    share one) cost nothing; each failure after them locks further tries for ``base_s * 2**k``
+    seconds (k = 0, 1, ...), at most ``max_s``. A successful login forgets the name's failures;
+    ``forget_s`` without a failure forgets a name's or an address's. While locked, a login is
+    refused before its password is checked, so a guesser cannot make the server spend scrypt's
+    16 MiB and 30 ms on every try.
+    """
+
+    MAX_KEYS = 100_000
+
+    def __init__(self, *, free: int = 5, free_per_address: int = 20, base_s: float = 1.0, max_s: float = 900.0,
+                 forget_s: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.free, self.free_per_address = free, free_per_address
+        self.base_s, self.max_s, self.forget_s, self.clock = base_s, max_s, forget_s, clock
+        self._failures: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()  # key -> (count, last)
+        self._lock = threading.Lock()
+
+    def wait_s(self, name: str, address: str | None) -> float:
+        """Seconds until a login for ``name`` from ``address`` may be tried; 0 when it may now."""
+        with self._lock:
+            return max(
+                self._wait(("name", name.strip()), self.free),
+                self._wait(("address", address or ""), self.free_per_address),
+            )
+
+    def failed(self, name: str, address: str | None) -> None:
+        now = self.clock()
+        with self._lock:
+            for key in (("name", name.strip()), ("address", address or "")):
+                count, _ = self._current(key)
+                self._failures[key] = (count + 1, now)
+                self._failures.move_to_end(key)
+            while len(self._failures) > self.MAX_KEYS:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, name: str, address: str | None) -> None:
+        with self._lock:
+            self._failures.pop(("name", name.strip()), None)
+
+    def _current(self, key: tuple[str, str]) -> tuple[int, float]:
+        count, last = self._failures.get(key, (0, 0.0))
+        if count and self.clock() - last > self.forget_s:
+            del self._failures[key]
+            return 0, 0.0
+        return count, last
+
+    def _wait(self, key: tuple[str, str], free: int) -> float:
+        count, last = self._current(key)
+        if count < free:
+            return 0.0
+        lock = min(self.max_s, self.base_s * 2 ** (count - free))
+        return max(0.0, last + lock - self.clock())
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -129,6 +203,7 @@ def _dummy_hash() -> str:
 
 __all__ = [
     "MIN_PASSWORD",
+    "LoginThrottle",
     "account",
     "add_user",
     "authenticate",
@@ -136,6 +211,8 @@ __all__ = [
     "hash_password",
     "list_users",
     "remove_password",
+    "session_epoch",
+    "session_owner",
     "set_password",
     "set_role",
     "verify_password",

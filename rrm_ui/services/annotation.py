@@ -8,8 +8,12 @@ has the rules). The pair is ``(0, 1)`` for a two-response item; for a list of re
 run's two best in its latest ranking (shown in index order, so the position does not reveal the
 model's preference), else ``(0, 1)``.
 
-Who sees which labels: an admin, or anyone in local single-user mode (no viewer), sees every
-label of an item; an annotator sees only their own.
+Who sees which labels: an admin or a reviewer, or anyone in local single-user mode (no viewer), sees
+every label of an item; an annotator sees only their own.
+
+An item's identity, the same in every tab: ``DATA SET / ITEM ID`` (:func:`item_ref`), the item id being
+the data set's own (the ``id`` field imported, ``row-N`` without one, ``live-...`` for a Judge-tab item);
+:func:`find_item` reads it back (the Explorer's and the Annotate tab's item boxes).
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rrm_ui.domain import Account, Choice, HumanLabel, Judgment, QueueProgress, QueueSpec, Role, StoredItem
+from rrm_ui.domain import Account, Choice, HumanLabel, Judgment, QueueProgress, QueueSpec, StoredItem
 from rrm_ui.storage import Repository
+from rrm_ui.storage import models as m
+
+REF_SEP = " / "  # between the data set's name and the item's id
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,12 @@ class Task:
     run_id: int | None  # the audited run; None in plain preference collection
     model: ModelView | None  # None without a run (or if the run has no result for the item)
     progress: QueueProgress
+    why: str = ""  # why this pair of a list is asked about ("" for a two-response item)
+    dataset: str = ""  # the data set's name: with item.item.id, the item as every tab names it (item_ref)
+
+    @property
+    def ref(self) -> str:
+        return item_ref(self.dataset, self.item.item.id)
 
 
 @dataclass(frozen=True)
@@ -50,18 +63,122 @@ class StoredLabel:
     label: HumanLabel
 
 
+def item_ref(dataset: str, item_id: str) -> str:
+    """How every tab names an item: its data set and the data set's own id, ``llmbar / row-3``."""
+    return f"{dataset}{REF_SEP}{item_id}"
+
+
+def parse_item_ref(text: str, dataset: str | None = None) -> tuple[str, str]:
+    """(data set, item id) of a reference as :func:`item_ref` writes it; a bare id is taken to be in
+    ``dataset`` (the one chosen in the form). ValueError, saying the form, when it cannot be read."""
+    text = (text or "").strip()
+    if REF_SEP.strip() in text:
+        name, _, item_id = text.partition(REF_SEP.strip())  # the first slash: an item id may hold more
+        name, item_id = name.strip(), item_id.strip()
+        if name and item_id:
+            return name, item_id
+    elif text and dataset:
+        return dataset, text
+    raise ValueError(f"expected an item as 'DATA SET / ITEM ID' (as the tabs show it, e.g. 'llmbar / row-3'), "
+                     f"found {text!r}")  # fmt: skip
+
+
+def find_item(repo: Repository, text: str, dataset: str | None = None) -> tuple[str, StoredItem]:
+    """The stored item a reference names (:func:`parse_item_ref`), with its data set's name; a ValueError
+    that says what is missing (no such data set, no such item in it)."""
+    name, item_id = parse_item_ref(text, dataset)
+    info = repo.dataset(name)
+    if info is None and dataset and REF_SEP.strip() in text:  # a bare id of the chosen data set with a slash in it
+        found = _lookup(repo, dataset, text.strip())
+        if found is not None:
+            return found
+    if info is None:
+        raise ValueError(f"no data set named {name!r} (in {text.strip()!r})")
+    found = _lookup(repo, name, item_id)
+    if found is None:
+        raise ValueError(f"the data set {name!r} has no item with the id {item_id!r}")
+    return found
+
+
+def _lookup(repo: Repository, dataset: str, item_id: str) -> tuple[str, StoredItem] | None:
+    info = repo.dataset(dataset)
+    if info is None:
+        return None
+    rows = repo.frame("items", [m.Item.dataset_id == info.id, m.Item.ext_id == item_id])
+    stored = repo.item(int(rows["id"].iat[0])) if len(rows) else None
+    return (info.name, stored) if stored is not None else None
+
+
 def next_task(repo: Repository, spec: QueueSpec, annotator: str, *, ttl_s: float = 600) -> Task | None:
     """Claim the annotator's next item and describe it; None when the queue has nothing left for them."""
     item = repo.claim_next(spec, annotator, ttl_s=ttl_s)
     if item is None:
         return None
+    return _task(repo, spec, item, annotator)
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """An item the annotator labelled before, reopened for editing (the Annotate tab's back key)."""
+
+    task: Task
+    label: StoredLabel
+
+
+def previous(repo: Repository, spec: QueueSpec, annotator: str, steps: int = 1) -> Earlier | None:
+    """The item the annotator labelled ``steps`` items ago in the queue's data set (1: the last one), with
+    their latest label on it; the task shows the labelled pair. None when there is no such item.
+
+    A new choice on it is a new label (:func:`submit`); the earlier one stays in the history.
+    """
+    found = repo.recent_label(spec.dataset_id, annotator, steps - 1)
+    if found is None:
+        return None
+    item = repo.item(found[2].item_db_id)
+    if item is None:
+        return None
+    label = StoredLabel(*found)
+    return Earlier(_task(repo, spec, item, annotator, (label.label.pair_i, label.label.pair_j)), label)
+
+
+def open_item(repo: Repository, spec: QueueSpec, text: str, annotator: str) -> Task:
+    """The item a reference names (``DATA SET / ITEM ID``, or a bare id in the queue's data set), as a task
+    of the queue's run, not claimed: an item opened by its id, to label or label again. ValueError when the
+    reference names nothing, or an item of another data set than the queue's."""
+    name = _dataset_name(repo, spec.dataset_id)
+    found, item = find_item(repo, text, name)
+    if found != name:
+        raise ValueError(f"{item_ref(found, item.item.id)} is in the data set {found!r}, not {name!r}: "
+                         f"choose {found!r} in the Data set box first")  # fmt: skip
+    return _task(repo, spec, item, annotator)
+
+
+def _dataset_name(repo: Repository, dataset_id: int) -> str:
+    rows = repo.frame("datasets", [m.Dataset.id == dataset_id])
+    return str(rows["name"].iat[0]) if len(rows) else ""
+
+
+def _task(
+    repo: Repository, spec: QueueSpec, item: StoredItem, annotator: str, pair: tuple[int, int] | None = None
+) -> Task:
     row = repo.latest_result_row(spec.run_id, item.db_id) if spec.run_id is not None else None
-    pair = _pair(row)
+    why = ""
+    if len(item.item.responses) > 2:
+        if pair is not None:
+            why = "the pair you labelled"
+        elif row is not None and len(row["ranking"]) >= 2:
+            why = ("the run ranked these two best (shown in index order, so the position does not tell "
+                   "which one it preferred)")  # fmt: skip
+        else:
+            why = "the first two responses: no run ranks this list" if spec.run_id is None else (
+                "the first two responses: the run has no ranking of this list")  # fmt: skip
+    pair = pair or _pair(row)
     model = None
     if spec.run_id is not None and row is not None:
         judgments = tuple(repo.pair_judgments(spec.run_id, item.db_id, *pair))
         model = ModelView(spec.run_id, *_pair_view(row, *pair), judgments=judgments)
-    return Task(item, pair, spec.run_id, model, repo.queue_progress(spec, annotator))
+    progress = repo.queue_progress(spec, annotator)
+    return Task(item, pair, spec.run_id, model, progress, why, _dataset_name(repo, spec.dataset_id))
 
 
 def agrees_with_model(task: Task, choice: Choice) -> bool | None:
@@ -109,8 +226,9 @@ def skip(repo: Repository, item_db_id: int, annotator: str) -> None:
 
 
 def item_labels(repo: Repository, item_db_id: int, viewer: Account | None) -> list[StoredLabel]:
-    """Labels of an item, oldest first: all of them for an admin or no viewer (local mode), else the viewer's own."""
-    name = None if viewer is None or viewer.role is Role.ADMIN else viewer.name
+    """Labels of an item, oldest first: all of them for an admin, a reviewer or no viewer (local mode), else the
+    viewer's own."""
+    name = None if viewer is None or viewer.can_review else viewer.name
     return [StoredLabel(*row) for row in repo.labels_of(item_db_id=item_db_id, annotator=name)]
 
 
@@ -142,13 +260,19 @@ def _pair_view(row: dict[str, Any], i: int, j: int) -> tuple[int | None, str, di
 
 
 __all__ = [
+    "Earlier",
     "ModelView",
     "StoredLabel",
     "Task",
     "agrees_with_model",
+    "find_item",
+    "item_ref",
     "item_labels",
     "my_labels",
     "next_task",
+    "open_item",
+    "parse_item_ref",
+    "previous",
     "skip",
     "submit",
 ]

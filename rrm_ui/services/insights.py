@@ -5,13 +5,15 @@ only when :meth:`~rrm_ui.storage.repo_analytics.AnalyticsStore.data_version` cha
 cheap query per request), so a dashboard or an explorer query is pandas over cached frames.
 
 A dashboard is computed for a :class:`Scope` (data set, runs, reference). Every chart point
-carries a :class:`Drill` (the explorer filter that lists the rows behind it).
+carries a :class:`~rrm_ui.analysis.explorer.Drill` (the explorer filter that lists the rows behind
+it); the filter engine is :mod:`rrm_ui.analysis.explorer`, this service caches its rows and adds the
+free-text search, which reads the database.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,38 +21,24 @@ import pandas as pd
 
 from rrm_ui.analysis import compute as comp
 from rrm_ui.analysis import disagreement as dis
-from rrm_ui.analysis.frames import GOLD, Frames, build
+from rrm_ui.analysis.explorer import FLAGS, SORTS, Drill, explorer_rows, matches, sort
+from rrm_ui.analysis.frames import GOLD, MAJORITY, NO_MAJORITY, Frames, build, majority, update
 from rrm_ui.analysis.metrics import Estimate, wilson
+from rrm_ui.analysis.references import HUMANS, reference_names, select_reference
 from rrm_ui.domain import Item
 from rrm_ui.storage import Repository
 from rrm_ui.storage.repo_analytics import AnalyticsFrames
 
-HUMANS = "humans"
-FLAGS = {
-    "disagree_human": "model disagrees with a human",
-    "disagree_gold": "model disagrees with gold",
-    "split_votes": "split votes",
-    "inconsistent": "verdict flips with the order",
-    "truncated": "a sample was truncated",
-    "no_verdict": "model decided nothing",
-    "labelled": "has human labels",
-    "has_gold": "has a gold label",
-    "unlabelled": "no human label",
-}
-SORTS = {
-    "item": (["item_id", "run"], [True, True]),
-    "most reasoning tokens": (["reasoning_tokens"], [False]),
-    "slowest": (["latency_s"], [False]),
-    "closest votes": (["margin"], [True]),
-}
 EXPLORER_LIMIT = 500
+DASHBOARDS_KEPT = 32  # scopes x groupings whose dashboards are kept
 
 
 @dataclass(frozen=True)
 class Scope:
     """What a dashboard covers: a data set (None: all), some runs (empty: all), the reference.
 
-    ``reference`` is ``humans`` (every annotator's latest label), ``gold``, or one annotator's name.
+    ``reference`` is ``humans`` (every annotator's latest label), ``majority`` (the human majority per
+    comparison), ``gold``, or one annotator's name.
     """
 
     dataset: str | None = None
@@ -58,68 +46,152 @@ class Scope:
     reference: str = HUMANS
 
 
-@dataclass(frozen=True)
-class Drill:
-    """An explorer filter; every field left at its default filters nothing."""
-
-    dataset: str | None = None
-    run: str | None = None
-    subset: str | None = None
-    annotator: str | None = None
-    flags: tuple[str, ...] = ()
-    text: str = ""
-    reference: str | None = None  # with ref_choice/model_choice: humans, gold or an annotator
-    ref_choice: str | None = None
-    model_choice: str | None = None
-    margin: int | None = None
-    split: str | None = None
-    bucket: str | None = None  # a reasoning-length bucket: rows with a sample in it
-    status: str | None = None  # rows with a sample of this status
-    backend: str | None = None
-    sort: str = "item"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v != _DEFAULTS[k]}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Drill:
-        known = {k: tuple(v) if k == "flags" else v for k, v in d.items() if k in _DEFAULTS}
-        return cls(**known)
-
-    def describe(self) -> str:
-        parts = [f"{k} = {', '.join(v) if isinstance(v, list) else v}" for k, v in self.to_dict().items()
-                 if k != "sort"]  # fmt: skip
-        return "; ".join(parts) or "everything"
-
-
-_DEFAULTS = {k: v for k, v in asdict(Drill()).items()}
-
-
-@dataclass(frozen=True)
 class Dashboard:
-    scope: Scope
-    headline: dict[str, Estimate]
-    alpha: Estimate
-    flip: Estimate
-    counts: dict[str, int]
-    by_group: dict[str, pd.DataFrame]  # model vs reference per grouping (overall, data set, ...)
-    gold_by_run: pd.DataFrame
-    confusion: pd.DataFrame
-    annotator_pairs: pd.DataFrame
-    flips: pd.DataFrame
-    splits: pd.DataFrame
-    by_margin: pd.DataFrame
-    runs: pd.DataFrame
-    tokens: pd.DataFrame
-    tokens_by_subset: pd.DataFrame
-    tokens_by_status: pd.DataFrame
-    ttft: pd.DataFrame
-    latency: pd.DataFrame
-    throughput: pd.DataFrame
-    totals: pd.DataFrame
-    by_length: pd.DataFrame
-    by_votes: pd.DataFrame
-    fixed_vs_adaptive: pd.DataFrame
+    """Every dashboard table for one scope and grouping, each computed the first time it is read.
+
+    A folded section of the Dashboards tab costs nothing until it is opened, and a table whose
+    inputs did not change since the previous database version is taken from the dashboard of that
+    version (``previous``): after a label, the judgments' and compute tables are not computed
+    again; after a judgment, the annotators' tables are not. The inputs are compared by identity:
+    :func:`~rrm_ui.analysis.frames.update` keeps a frame whose rows did not change, and
+    :meth:`Insights.dashboard` narrows it to the scope once.
+
+    The attributes (``headline``, ``by_reference``, ``tokens`` ...) are listed in :data:`PARTS`.
+    """
+
+    def __init__(self, scope: Scope, group_by: str, frames: Frames, previous: Dashboard | None = None,
+                 version: tuple[int, ...] | None = None) -> None:  # fmt: skip
+        self.scope = scope
+        self.group_by = group_by
+        self.version = version  # the database version of the frames
+        self._frames = frames
+        self._values: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        # the older versions' values not replaced yet (one per part: a part that was never read here is
+        # still reused from an older version if its inputs are those of then)
+        self._previous = {**previous._previous, **previous._values} if previous is not None else {}
+        self._lock = threading.RLock()
+        self._reads: dict[str, Any] | None = None  # the parts read inside tracked()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in _PARTS:
+            raise AttributeError(name)
+        return self.part(name)
+
+    def part(self, name: str) -> Any:
+        """The value of one part, computed (or reused) on first use."""
+        with self._lock:
+            hit = self._values.get(name)
+            if hit is not None:
+                self._read(name, hit[1])
+                return hit[1]
+            deps, fn = _PARTS[name]
+            inputs = tuple(self._input(d) for d in deps)
+            old = self._previous.get(name)
+            if old is not None and len(old[0]) == len(inputs) and all(a is b for a, b in zip(old[0], inputs,
+                                                                                        strict=True)):
+                value = old[1]
+            else:
+                value = fn(self, *inputs)
+            self._values[name] = (inputs, value)
+            self._previous.pop(name, None)
+            self._read(name, value)
+            return value
+
+    def _read(self, name: str, value: Any) -> None:
+        if self._reads is not None and not name.startswith("_"):  # the tables, not the large intermediate frames
+            self._reads[name] = value
+
+    def tracked(self, fn: Any) -> tuple[Any, dict[str, Any]]:
+        """``fn()`` and the parts it read (name -> value): what a chart built from this dashboard depends on."""
+        with self._lock:
+            outer, self._reads = self._reads, {}
+            try:
+                value = fn()
+            finally:
+                reads, self._reads = self._reads, outer
+            if outer is not None:
+                outer.update(reads)
+            return value, reads
+
+    def unchanged(self, reads: dict[str, Any]) -> bool:
+        """Whether every part in ``reads`` (from :meth:`tracked` on another version's dashboard) is the same
+        object here: a chart built from them then need not be built again."""
+        return all(self.part(name) is value for name, value in reads.items())
+
+    def _input(self, dep: str) -> Any:
+        if dep.startswith("f."):
+            return getattr(self._frames, dep[2:])
+        return self.part(dep)
+
+    def compute_all(self) -> Dashboard:
+        for name in _PARTS:
+            self.part(name)
+        return self
+
+
+def _counts(d: Dashboard, items: pd.DataFrame, results: pd.DataFrame, judgments: pd.DataFrame, labels: pd.DataFrame,
+            refs: pd.DataFrame, comparisons: pd.DataFrame) -> dict[str, int]:  # fmt: skip
+    return {
+        "items": int(items["item_id"].nunique()),
+        "runs": int(results["run"].nunique()),
+        "judgments": len(judgments),
+        "labels": len(labels),
+        "annotators": int(labels["annotator"].nunique()),
+        "references": len(refs),
+        "decisive": int(refs["decisive"].sum()),
+        "not_compared": int((~refs["compared"]).sum()),  # on a pair of a list the run never compared
+        "three_way": int(refs["three_way"].sum()),
+        "labelled_comparisons": len(comparisons),
+        "no_majority": int((comparisons["choice"] == NO_MAJORITY).sum()),
+    }
+
+
+#: name -> (inputs, function of the dashboard and the inputs): ``f.X`` is the scoped frame X, any
+#: other input another part. Parts without a leading underscore are the dashboard's tables.
+_PARTS: dict[str, tuple[tuple[str, ...], Any]] = {
+    # intermediate values
+    "_refs": (("f.refs",), lambda d, refs: select_reference(refs, d.scope.reference)),
+    "_gold": (("f.refs",), lambda d, refs: refs[refs["reference"] == GOLD]),
+    "_both": (("f.results",), lambda d, r: r[r["position_consistent"].notna()]),
+    "_votes": (("f.judgments",), lambda d, j: j[~j["retried"]]),  # the samples' last tries: the ones that vote
+    "_comparisons": (("f.labels",), lambda d, labels: majority(labels)),
+    "_annotators": (("f.labels",), lambda d, labels: sorted(labels["annotator"].dropna().unique().tolist())),
+    # the tables
+    "headline": (("_refs",), lambda d, refs: dis.headline(refs)),
+    "three_way": (("_refs",), lambda d, refs: dis.three_way(refs)),
+    "by_reference": (("f.refs", "_annotators"), lambda d, refs, names: dis.by_reference(refs, reference_names(names))),
+    "judges": (("f.results",), lambda d, r: dis.judge_vs_judge(r)),
+    "alpha": (("f.labels",), lambda d, labels: dis.annotator_alpha(labels)),
+    "flip": (("_both",), lambda d, both: wilson(int(both["inconsistent"].sum()), len(both))),
+    "counts": (("f.items", "f.results", "f.judgments", "f.labels", "_refs", "_comparisons"), _counts),
+    "by_group": (("_refs",), lambda d, refs: {"overall": dis.model_vs_reference(refs, None),
+                                              d.group_by: dis.model_vs_reference(refs, dis.GROUPS[d.group_by])}),
+    "gold_by_run": (("_gold",), lambda d, gold: dis.model_vs_reference(gold, "run")),
+    "confusion": (("_refs", "_gold"), lambda d, refs, gold: dis.confusion_matrix(refs if d.scope.reference != GOLD
+                                                                                 else gold)),
+    "annotator_pairs": (("f.labels",), lambda d, labels: dis.annotator_pairs(labels)),
+    "flips": (("f.results",), lambda d, r: dis.flip_rate(r, "run")),
+    "splits": (("f.results",), lambda d, r: dis.vote_splits(r)),
+    "by_margin": (("_refs",), lambda d, refs: dis.agreement_by_margin(refs)),
+    "_runs_judged": (("f.results", "f.judgments", "totals"),
+                     lambda d, r, j, t: dis.runs_judged(r, j, t) if len(r) else None),  # fmt: skip
+    "runs": (("f.results", "f.refs", "f.judgments", "_runs_judged"),
+             lambda d, r, refs, j, judged: dis.runs_side_by_side(r, refs, j, judged)),
+    "tokens": (("f.judgments",), lambda d, j: comp.token_histogram(j)),
+    "tokens_by_subset": (("f.judgments",), lambda d, j: comp.distribution(j, "reasoning_tokens", "subset")),
+    "tokens_by_status": (("f.judgments",), lambda d, j: comp.distribution(j, "reasoning_tokens", "status")),
+    "ttft": (("f.judgments",), lambda d, j: comp.distribution(j, "ttft_s", "backend")),
+    "latency": (("f.judgments",), lambda d, j: comp.distribution(j, "latency_s", "backend")),
+    "throughput": (("f.judgments",), lambda d, j: comp.distribution(j, "tokens_per_s", "backend")),
+    "totals": (("f.judgments", "f.results"), lambda d, j, r: comp.run_totals(j, r)),
+    "by_length": (("_votes", "_refs"), lambda d, votes, refs: comp.accuracy_by_length(votes, refs)),
+    "by_votes": (("_votes", "_refs"), lambda d, votes, refs: comp.accuracy_by_votes(votes, refs)),
+    "fixed_vs_adaptive": (("runs",), lambda d, side: comp.compute_vs_accuracy(side)),
+    "adaptive_audit": (("f.runs", "f.results", "f.judgments", "_refs", "_gold"),
+                       lambda d, runs, r, j, refs, gold: comp.adaptive_audit(
+                           runs, r, j, refs, gold if d.scope.reference == HUMANS else None, d.scope.reference)),
+}
+PARTS = tuple(name for name in _PARTS if not name.startswith("_"))
 
 
 @dataclass
@@ -130,19 +202,24 @@ class Insights:
     _frames: Frames | None = None
     _raw: AnalyticsFrames | None = None
     _dashboards: dict[tuple[Scope, str], Dashboard] = field(default_factory=dict)
-    _dash_version: tuple[int, ...] | None = None
+    _narrowed: dict[tuple[str, str | None, tuple[str, ...]], tuple[pd.DataFrame, pd.DataFrame]] = field(
+        default_factory=dict)  # fmt: skip
     _rows: tuple[Frames, pd.DataFrame] | None = None
 
     # --- the cache -------------------------------------------------------------------------
 
     def frames(self) -> Frames:
-        """The derived frames of the whole database; after a write only the new rows are read."""
+        """The derived frames of the whole database; after a write only the rows not read yet are read.
+
+        The version kept is that of the snapshot the frames were read in (a write between the
+        version query and the read is seen by the next request)."""
         version = self.repo.data_version()
         with self._lock:
             if self._frames is None or version != self._version:
                 self._raw = self.repo.analytics_frames(since=self._raw)
-                self._frames = build(self._raw)
-                self._version = version
+                # the pieces whose rows did not change are kept (frames.update)
+                self._frames = build(self._raw) if self._frames is None else update(self._frames, self._raw)
+                self._version = self._raw.version
             return self._frames
 
     def choices(self) -> dict[str, list[str]]:
@@ -154,73 +231,45 @@ class Insights:
             "runs": sorted(f.runs["run"].unique().tolist()),
             "subsets": sorted(f.items["subset"].unique().tolist()),
             "annotators": annotators,
-            "references": [HUMANS, GOLD, *annotators],
+            "references": reference_names(annotators),
         }
 
     # --- dashboards ------------------------------------------------------------------------
 
     def dashboard(self, scope: Scope, group_by: str = "run") -> Dashboard:
-        """Every dashboard table for ``scope``; agreement is broken down overall and by ``group_by``
-        (one of ``disagreement.GROUPS``). Cached until the database changes."""
+        """The dashboard of ``scope``; agreement is broken down overall and by ``group_by`` (one of
+        ``disagreement.GROUPS``). One per database version; its tables are computed when first read
+        (and reused from the previous version's where their inputs did not change)."""
         if group_by not in dis.GROUPS:
             raise ValueError(f"unknown grouping {group_by!r}; choose from {', '.join(dis.GROUPS)}")
         frames = self.frames()
         key = (scope, group_by)
         with self._lock:
-            if self._dash_version == self._version and key in self._dashboards:
-                return self._dashboards[key]
-        d = self._compute(frames, scope, group_by)
-        with self._lock:
-            if self._dash_version != self._version:
-                self._dashboards, self._dash_version = {}, self._version
-            self._dashboards[key] = d
-        return d
+            d = self._dashboards.get(key)
+            if d is not None and d.version == self._version:
+                return d
+            new = Dashboard(scope, group_by, self._scoped(frames, scope), previous=d, version=self._version)
+            self._dashboards[key] = new
+            while len(self._dashboards) > DASHBOARDS_KEPT:
+                self._dashboards.pop(next(iter(self._dashboards)))
+            return new
 
-    def _compute(self, frames: Frames, scope: Scope, group_by: str) -> Dashboard:
-        f = _scoped(frames, scope)
-        refs = _reference(f.refs, scope.reference)
-        gold = f.refs[f.refs["reference"] == GOLD]
-        pairs, alpha = dis.inter_annotator(f.labels)
-        both = f.results[f.results["position_consistent"].notna()]
-        votes = f.judgments[~f.judgments["retried"]]  # the samples' last tries: the ones that vote
-        samples = comp.sample_references(votes, refs)
-        side = dis.runs_side_by_side(f.results, f.refs, f.judgments)
-        return Dashboard(
-            scope=scope,
-            headline=dis.headline(refs),
-            alpha=alpha,
-            flip=wilson(int(both["inconsistent"].sum()), len(both)),
-            counts={
-                "items": int(f.items["item_id"].nunique()),
-                "runs": int(f.results["run"].nunique()),
-                "judgments": len(f.judgments),
-                "labels": len(f.labels),
-                "annotators": int(f.labels["annotator"].nunique()),
-                "references": len(refs),
-                "decisive": int(refs["decisive"].sum()),
-            },
-            by_group={
-                "overall": dis.model_vs_reference(refs, None),
-                group_by: dis.model_vs_reference(refs, dis.GROUPS[group_by]),
-            },  # fmt: skip
-            gold_by_run=dis.model_vs_reference(gold, "run"),
-            confusion=dis.confusion_matrix(refs if scope.reference != GOLD else gold),
-            annotator_pairs=pairs,
-            flips=dis.flip_rate(f.results, "run"),
-            splits=dis.vote_splits(f.results),
-            by_margin=dis.agreement_by_margin(refs),
-            runs=side,
-            tokens=comp.token_histogram(f.judgments),
-            tokens_by_subset=comp.distribution(f.judgments, "reasoning_tokens", "subset"),
-            tokens_by_status=comp.distribution(f.judgments, "reasoning_tokens", "status"),
-            ttft=comp.distribution(f.judgments, "ttft_s", "backend"),
-            latency=comp.distribution(f.judgments, "latency_s", "backend"),
-            throughput=comp.distribution(f.judgments, "tokens_per_s", "backend"),
-            totals=comp.run_totals(f.judgments, f.results),
-            by_length=comp.accuracy_by_length(samples),
-            by_votes=comp.accuracy_by_votes(votes, refs),
-            fixed_vs_adaptive=comp.compute_vs_accuracy(side),
-        )
+    def _scoped(self, f: Frames, scope: Scope) -> Frames:
+        """``f`` narrowed to ``scope``; a frame that did not change since the last call is narrowed once
+        (the same object comes back, so the tables that read only it are reused)."""
+        out = {}
+        for name, by_run in (("results", True), ("refs", True), ("judgments", True), ("labels", False),
+                             ("items", False)):  # fmt: skip
+            source = getattr(f, name)
+            key = (name, scope.dataset, scope.runs if by_run else ())
+            hit = self._narrowed.get(key)
+            if hit is None or hit[0] is not source:
+                hit = (source, _narrow(source, scope, by_run))
+                self._narrowed[key] = hit
+                while len(self._narrowed) > 5 * DASHBOARDS_KEPT:
+                    self._narrowed.pop(next(iter(self._narrowed)))
+            out[name] = hit[1]
+        return replace(f, **out)
 
     # --- the explorer ----------------------------------------------------------------------
 
@@ -230,35 +279,13 @@ class Insights:
         f = self.frames()
         with self._lock:  # the rows are derived from the frames: built once per database version
             if self._rows is None or self._rows[0] is not f:
-                self._rows = (f, _explorer_rows(f))
+                self._rows = (f, explorer_rows(f))
             rows = self._rows[1]
-        keep = np.ones(len(rows), dtype=bool)
-        eq = {"dataset": drill.dataset, "run": drill.run, "subset": drill.subset, "split": drill.split,
-              "margin": drill.margin, "backend": drill.backend}  # fmt: skip
-        for col, value in eq.items():
-            if value is not None and value != "":
-                keep &= (rows[col] == value).to_numpy()
-        if drill.annotator:
-            items = set(f.labels.loc[f.labels["annotator"] == drill.annotator, "item_id"])
-            keep &= rows["item_id"].isin(items).to_numpy()
-        for flag in drill.flags:
-            keep &= _flag(rows, f, flag, drill.annotator).to_numpy()
-        if drill.ref_choice or drill.model_choice:
-            keep &= _cell(rows, f, drill).to_numpy()
-        if drill.bucket or drill.status:
-            j = f.judgments
-            sel = np.ones(len(j), dtype=bool)
-            if drill.bucket:
-                sel &= (j["length_bucket"].astype(str) == drill.bucket).to_numpy()
-            if drill.status:
-                sel &= (j["status"] == drill.status).to_numpy()
-            keep &= _has_key(rows, j[sel]).to_numpy()
-        rows = rows[keep]
+        rows = rows[matches(rows, f, drill)]
         if drill.text.strip():
             found = self.repo.search_items(drill.text.strip(), None)
             rows = rows[rows["item_id"].isin(found)]
-        cols, asc = SORTS.get(drill.sort, SORTS["item"])
-        rows = rows.sort_values(cols, ascending=asc, na_position="last", kind="stable")
+        rows = sort(rows, drill.sort)
         return rows.head(limit).reset_index(drop=True), len(rows)
 
     def item(self, item_db_id: int) -> ItemDetail | None:
@@ -294,83 +321,97 @@ class ItemDetail:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _scoped(f: Frames, scope: Scope) -> Frames:
-    def narrow(df: pd.DataFrame, run_col: str | None = "run") -> pd.DataFrame:
-        keep = np.ones(len(df), dtype=bool)
-        if scope.dataset:
-            keep &= (df["dataset"] == scope.dataset).to_numpy()
-        if scope.runs and run_col:
-            keep &= df[run_col].isin(scope.runs).to_numpy()
-        return df[keep]
-
-    return replace(
-        f,
-        results=narrow(f.results),
-        refs=narrow(f.refs),
-        judgments=narrow(f.judgments),
-        labels=narrow(f.labels, None),
-        items=narrow(f.items, None),
-    )
+def _narrow(df: pd.DataFrame, scope: Scope, by_run: bool) -> pd.DataFrame:
+    if not scope.dataset and not (scope.runs and by_run):
+        return df
+    keep = np.ones(len(df), dtype=bool)
+    if scope.dataset:
+        keep &= (df["dataset"] == scope.dataset).to_numpy()
+    if scope.runs and by_run:
+        keep &= df["run"].isin(scope.runs).to_numpy()
+    return df[keep]
 
 
-def _reference(refs: pd.DataFrame, reference: str) -> pd.DataFrame:
-    if reference == HUMANS:
-        return refs[refs["reference"] == "human"]
-    if reference == GOLD:
-        return refs[refs["reference"] == GOLD]
-    return refs[(refs["reference"] == "human") & (refs["rater"] == reference)]
+# --- the report: the dashboards' figures for scripts (``rrm-ui report``) -------------------------
 
 
-def _explorer_rows(f: Frames) -> pd.DataFrame:
-    """One row per (run, item), plus one per item no run has judged."""
-    judged = set(f.results["item_id"])
-    unjudged = f.items[~f.items["item_id"].isin(judged)]
-    rows = pd.concat([f.results, unjudged], ignore_index=True)
-    counts = f.labels.groupby(["item_id", "choice"]).size().unstack(fill_value=0)
-    humans = pd.Series("", index=counts.index, dtype=object)
-    for choice in counts.columns:
-        c = counts[choice]
-        humans = humans + np.where(c > 0, choice + np.where(c > 1, "x" + c.astype(str), "") + " ", "")
-    rows["humans"] = rows["item_id"].map(humans.str.strip()).fillna("")
-    rows["labels"] = rows["item_id"].map(counts.sum(axis=1)).fillna(0).astype(int)
-    return rows
+def report(insights: Insights, scope: Scope) -> dict[str, Any]:
+    """The figures of :meth:`Insights.dashboard` for ``scope`` as plain JSON values (the keys are
+    documented in docs/dashboards.md). ``rrm-ui report`` prints it; the Dashboards tab shows the same
+    :class:`Dashboard`."""
+    d = insights.dashboard(scope, "run")
+    return {
+        "scope": {"dataset": scope.dataset, "runs": list(scope.runs), "reference": scope.reference},
+        "counts": {k: int(v) for k, v in d.counts.items()},
+        "headline": {
+            "reference": scope.reference,
+            "agreement": _estimate(d.headline["agreement"]),
+            "kappa": _estimate(d.headline["kappa"]),
+            "three_way_agreement": _estimate(d.three_way["agreement"]),
+            "three_way_kappa": _estimate(d.three_way["kappa"]),
+        },
+        "by_reference": [
+            {"reference": r["reference"], "run": r["run"], "references": r["references"],
+             "not_compared": r["not_compared"], "no_majority": r["no_majority"], "decisive": r["decisive"],
+             "agree": r["agree"], "agreement": _interval(r, "agreement", r["decisive"]),
+             "kappa": _interval(r, "kappa", r["decisive"]), "three_way": r["three_way"], "agree3": r["agree3"],
+             "three_way_agreement": _interval(r, "agreement3", r["three_way"]),
+             "three_way_kappa": _interval(r, "kappa3", r["three_way"])}
+            for r in _records(d.by_reference)
+        ],  # fmt: skip
+        "annotators": {
+            "alpha": _estimate(d.alpha),
+            "pairs": [{"rater_1": r["rater_1"], "rater_2": r["rater_2"], "n": r["n"],
+                       "agreement": _interval(r, "agreement", r["n"]), "kappa": _interval(r, "kappa", r["n"])}
+                      for r in _records(d.annotator_pairs)],  # fmt: skip
+        },
+        "judges": [
+            {"run_1": r["run_1"], "run_2": r["run_2"], "n": r["n"], "agree": r["agree"],
+             "agreement": _interval(r, "agreement", r["n"]), "kappa": _interval(r, "kappa", r["n"]),
+             "both_decided": r["both_decided"], "agree_decided": r["agree_decided"]}
+            for r in _records(d.judges)
+        ],  # fmt: skip
+        "flip_rate": {
+            "overall": _estimate(d.flip),
+            "by_run": [{"run": r["group"], "inconsistent": r["inconsistent"], "judged_both_orders":
+                        r["judged_both_orders"], "rate": r["rate"]} for r in _records(d.flips)],  # fmt: skip
+        },
+        "vote_splits": [{"run": r["run"], "split": r["split"], "items": r["items"]} for r in _records(d.splits)],
+        "runs": [{"run": r["run"], "kind": r["kind"], "compute": r["compute"], "items": r["items"],
+                  "agreement_humans": r["agreement_humans"], "agreement_gold": r["agreement_gold"],
+                  "paper_score_gold": r["paper_score_gold"]} for r in _records(d.runs)],  # fmt: skip
+        "compute": [
+            {k: r.get(k) for k in ("run", "backend", "compute", "items", "judgments", "prompt_tokens",
+                                   "completion_tokens", "reasoning_tokens", "generation_s", "truncated", "forced",
+                                   "no_verdict", "truncation_rate", "tokens_per_item")}
+            for r in _records(d.totals)
+        ],  # fmt: skip
+        "adaptive_audit": _records(d.adaptive_audit),
+    }
 
 
-def _flag(rows: pd.DataFrame, f: Frames, flag: str, annotator: str | None) -> pd.Series:
-    if flag in ("disagree_human", "disagree_gold"):
-        r = f.refs[f.refs["decisive"] & ~f.refs["agree"]]
-        r = r[r["reference"] == ("human" if flag == "disagree_human" else GOLD)]
-        if annotator and flag == "disagree_human":
-            r = r[r["rater"] == annotator]
-        return _has_key(rows, r)
-    if flag == "split_votes":
-        return rows["split_votes"].eq(True)
-    if flag == "inconsistent":
-        return rows["inconsistent"].eq(True)
-    if flag == "truncated":
-        return rows["n_truncated"].fillna(0) > 0
-    if flag == "no_verdict":
-        return rows["model_choice"].eq("none")
-    if flag == "has_gold":
-        return rows["gold_choice"].notna()
-    if flag == "labelled":
-        return rows["labels"] > 0
-    if flag == "unlabelled":
-        return rows["labels"] == 0
-    raise ValueError(f"unknown filter {flag!r}; choose from {', '.join(FLAGS)}")
+def _plain(v: Any) -> Any:
+    """A JSON value: numpy scalars as Python numbers, nan / NA as None."""
+    if v is None or v is pd.NA or (isinstance(v, float | np.floating) and np.isnan(v)):
+        return None
+    if isinstance(v, np.integer | np.bool_):
+        return v.item()
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
 
 
-def _cell(rows: pd.DataFrame, f: Frames, drill: Drill) -> pd.Series:
-    r = _reference(f.refs, drill.reference or HUMANS)
-    if drill.ref_choice:
-        r = r[r["ref_choice"] == drill.ref_choice]
-    if drill.model_choice:
-        r = r[r["model_choice"] == drill.model_choice]
-    return _has_key(rows, r)
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _plain(v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
-def _has_key(rows: pd.DataFrame, other: pd.DataFrame) -> pd.Series:
-    """Whether each row's (run_id, item_id) occurs in ``other``."""
-    keys = pd.MultiIndex.from_arrays([other["run_id"], other["item_id"]])
-    mine = pd.MultiIndex.from_arrays([rows["run_id"], rows["item_id"]])
-    return pd.Series(mine.isin(keys), index=rows.index)
+def _estimate(e: Estimate) -> dict[str, Any]:
+    return {"value": _plain(e.value), "low": _plain(e.low), "high": _plain(e.high), "n": int(e.n)}
+
+
+def _interval(r: dict[str, Any], name: str, n: Any) -> dict[str, Any]:
+    return {"value": r.get(name), "low": r.get(f"{name}_low"), "high": r.get(f"{name}_high"), "n": int(n or 0)}
+
+
+__all__ = ["FLAGS", "GOLD", "HUMANS", "MAJORITY", "SORTS", "Dashboard", "Drill", "Insights", "ItemDetail", "Scope",
+           "report"]  # fmt: skip

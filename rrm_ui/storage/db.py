@@ -58,12 +58,23 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
+#: the key of the PostgreSQL advisory lock that migrations run under (any app of this schema takes it)
+MIGRATION_LOCK = 0x72726D5F7569  # "rrm_ui"
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply the migrations up to ``revision`` (idempotent)."""
+    """Apply the migrations up to ``revision`` (idempotent), one process at a time.
+
+    Several app processes starting on an empty database all run this: on PostgreSQL under a
+    transaction-level advisory lock (``pg_advisory_xact_lock``; the others wait, then find the
+    schema current and do nothing); SQLite's write lock serialises the migrations' DDL already.
+    """
     from alembic import command
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
+    with engine.execution_options(rrm_write=True).begin() as conn:  # SQLite: BEGIN IMMEDIATE
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
@@ -73,3 +84,10 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic's filter for comparing the models with a database: leaves out the trigram search indexes
+    that migration 0009 makes on PostgreSQL where the role may create ``pg_trgm`` (not in the models:
+    SQLite has none, and neither has a PostgreSQL that refused the extension)."""
+    return not (type_ == "index" and reflected and compare_to is None and (name or "").endswith("_trgm"))

@@ -32,6 +32,12 @@ class RequestLike(Protocol):
 class User:
     name: str
     is_admin: bool
+    is_reviewer: bool = False  # a reviewer account (admins review too: see can_review)
+
+    @property
+    def can_review(self) -> bool:
+        """Adjudicates, and sees every annotator's labels (docs/review.md)."""
+        return self.is_admin or self.is_reviewer
 
 
 @dataclass
@@ -66,7 +72,7 @@ class AppContext:
         account = accounts.account(self.repo, name)
         if account is None:
             raise PermissionError(f"no account named {name!r}")
-        return User(account.name, account.role == Role.ADMIN)
+        return User(account.name, account.role == Role.ADMIN, account.role == Role.REVIEWER)
 
     @staticmethod
     def session(request: RequestLike | None) -> str:

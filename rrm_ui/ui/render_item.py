@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from rrm_ui.ui.render import responses_grid, text_block
+from rrm_ui.services.annotation import item_ref
+from rrm_ui.ui.render import Trace, flip_view, responses_grid, trace_body, truncation_text
 
 CHOICE_TEXT = {"A": "first better", "B": "second better", "tie": "tie", "both_bad": "both bad", "none": "no decision"}
 
@@ -35,11 +36,27 @@ def item_view(detail: Any) -> str:
     item = detail.item
     gold = ""
     if detail.gold_tiers is not None:
-        tiers = ", ".join(f"Response {k + 1}: tier {t}" for k, t in enumerate(detail.gold_tiers))
-        gold = f'<div class="rrm-note">Gold (lower tier is better): {_e(tiers)}</div>'
-    head = (f'<div class="rrm-item-head" data-item="{_e(detail.item_db_id)}">Item {_e(item.id)} · data set '
-            f"{_e(detail.dataset)}{' · subset ' + _e(detail.subset) if detail.subset else ''}</div>")  # fmt: skip
+        gold = f'<div class="rrm-note rrm-gold">{_e(gold_text(detail.gold_tiers))}</div>'
+    ref = item_ref(detail.dataset, item.id)  # as every tab names the item
+    head = (f'<div class="rrm-item-head" data-item="{_e(detail.item_db_id)}">Item {_e(ref)}'
+            f"{' · subset ' + _e(detail.subset) if detail.subset else ''}</div>")  # fmt: skip
     return head + responses_grid(list(item.responses), query=item.query) + gold + labels_table(detail.labels)
+
+
+def gold_text(tiers: Any) -> str:
+    """The gold label in words: "Gold: Response 1 is better", "Gold: a tie", or a list's best and its tiers."""
+    tiers = [int(t) for t in tiers]
+    best = [k for k, t in enumerate(tiers) if t == min(tiers)]
+    if len(tiers) == 2:
+        return (
+            "Gold: a tie (both responses are as good)" if len(best) == 2 else f"Gold: Response {best[0] + 1} is better"
+        )
+    order = ", ".join(f"Response {k + 1}: tier {t}" for k, t in enumerate(tiers))
+    if len(best) == len(tiers):
+        return f"Gold: all {len(tiers)} responses are as good"
+    top = (f"Response {best[0] + 1} is the best" if len(best) == 1
+           else "Responses " + ", ".join(str(k + 1) for k in best) + " share the best tier")  # fmt: skip
+    return f"Gold: {top} (lower tier is better: {order})"
 
 
 def runs_view(detail: Any) -> str:
@@ -55,6 +72,8 @@ def runs_view(detail: Any) -> str:
 
 def _run_section(r: pd.Series, js: pd.DataFrame) -> str:
     choice = r.get("model_choice")
+    if not isinstance(choice, str):  # a list whose top two this run never compared
+        choice = "not compared"
     pair = _pair(r["pair_i"], r["pair_j"])
     votes = "" if pd.isna(r.get("split")) else f" · votes {_e(r['split'])}"
     flip = {True: " · verdict flips with the order", False: " · same verdict in both orders"}.get(
@@ -62,7 +81,21 @@ def _run_section(r: pd.Series, js: pd.DataFrame) -> str:
     )
     summary = (f'<div class="rrm-run-head" data-run="{_e(r["run"])}"><b>{_e(r["run"])}</b> · {_e(r["mode"])} · '
                f"{_e(pair)}: {_e(CHOICE_TEXT.get(str(choice), choice))}{votes}{_e(flip)}</div>")  # fmt: skip
-    return f'<section class="rrm-run">{summary}{traces_table(js)}</section>'
+    flips = ""
+    consistent = r.get("position_consistent")
+    if consistent is not None and not pd.isna(consistent) and not bool(consistent):  # the verdict flipped
+        traces = [
+            Trace(int(j.a), int(j.b), {"A": int(j.a), "B": int(j.b)}.get(j.verdict),
+                  j.reasoning if isinstance(j.reasoning, str) else "", j.answer if isinstance(j.answer, str) else "")
+            for j in js.itertuples(index=False)
+            if {int(j.a), int(j.b)} == {int(r["pair_i"]), int(r["pair_j"])}
+        ]  # fmt: skip
+        flips = flip_view(traces)
+    return f'<section class="rrm-run">{summary}{flips}{traces_table(js)}</section>'
+
+
+def _score(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) and not math.isnan(value) else "—"
 
 
 def traces_table(js: pd.DataFrame) -> str:
@@ -71,24 +104,37 @@ def traces_table(js: pd.DataFrame) -> str:
     rows = []
     for k, j in enumerate(js.itertuples(index=False), 1):
         verdict = {"A": int(j.a) + 1, "B": int(j.b) + 1}.get(j.verdict)
-        body = text_block(j.reasoning) + (text_block(j.answer, cls="rrm-pre rrm-answer") if j.answer else "")
+        shown = f"Response {verdict}" if verdict else ("Tie" if j.verdict == "T" else "—")
+        answer = j.answer if isinstance(j.answer, str) else None
+        body = trace_body(j.reasoning if isinstance(j.reasoning, str) else "", answer)
+        scores = [getattr(j, name, None) for name in ("score_a", "score_b")]
+        if any(isinstance(x, float) and not math.isnan(x) for x in scores):  # a scalar reward model: no trace
+            body = (f'<div class="rrm-scores">scores: Response {int(j.a) + 1} {_score(scores[0])}, '
+                    f"Response {int(j.b) + 1} {_score(scores[1])}</div>")  # fmt: skip
         if isinstance(j.error, str) and j.error:
             body += f'<div class="rrm-stream-error">{_e(j.error)}</div>'
         attempt = int(getattr(j, "attempt", 0) or 0)
+        status = str(j.status).replace("_", " ")
+        if j.status == "truncated":  # cut by the budget, or stopped inside the thinking
+            finish = getattr(j, "finish_reason", None)
+            tokens = j.completion_tokens if pd.notna(j.completion_tokens) else None
+            status += ": " + truncation_text(finish if isinstance(finish, str) else None, tokens, None)
         sample = f"{int(j.sample) + 1}" + (f" (try {attempt + 1})" if attempt else "")
         rows.append(
             f'<tr data-status="{_e(j.status)}" data-judgment="{_e(j.id)}"><td>{k}</td><td>{int(j.a) + 1}→'
-            f"{int(j.b) + 1}</td><td>{sample}</td><td>{_e(str(j.status).replace('_', ' '))}</td>"
-            f"<td>{'Response ' + str(verdict) if verdict else '—'}</td><td>{_num(j.reasoning_tokens)}</td>"
+            f"{int(j.b) + 1}</td><td>{sample}</td><td>{_e(status)}</td>"
+            f"<td>{shown}</td><td>{_num(j.reasoning_tokens)}</td>"
             f"<td>{_num(j.completion_tokens)}</td><td>{_num(j.ttft_s, '{:.2f}', ' s')}</td>"
-            f"<td>{_num(j.latency_s, '{:.1f}', ' s')}</td>"
-            f'<td><details class="rrm-trace"><summary>trace</summary><div class="rrm-think-box">{body}</div>'
+            f"<td>{_num(j.latency_s, '{:.1f}', ' s')}</td></tr>"
+            # the trace in a full-width row of its own, folded (not squeezed into a narrow cell)
+            f'<tr class="rrm-trace-row"><td colspan="9"><details class="rrm-trace"><summary>Trace #{k}: Response '
+            f"{int(j.a) + 1} shown first, sample {_e(sample)}</summary><div class=\"rrm-think-box\">{body}</div>"
             "</details></td></tr>"
         )  # fmt: skip
     return (
         '<div class="rrm-table-wrap"><table class="rrm-table rrm-traces"><thead><tr><th>#</th><th>Order</th>'
         "<th>Sample</th><th>Status</th><th>Verdict</th><th>Reasoning tokens</th><th>Tokens</th><th>First token</th>"
-        f"<th>Latency</th><th></th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        f"<th>Latency</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 

@@ -2,7 +2,7 @@
 
 Filter by data set, run, subset, annotator, flags (disagreements, split votes, flips,
 truncation, no verdict) and free text (query, responses, reasoning); a dashboard click arrives
-as a :class:`~rrm_ui.services.insights.Drill` and fills the same filters. Selecting a row opens
+as a :class:`~rrm_ui.analysis.explorer.Drill` and fills the same filters. Selecting a row opens
 the item: the query, the responses side by side, every stored trace, the labels; "Judge again"
 streams a new judgment with more compute beside the stored ones and stores it as a new run.
 """
@@ -18,8 +18,9 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from rrm_ui.analysis.explorer import FLAGS, SORTS, Drill
 from rrm_ui.domain import Compute
-from rrm_ui.services.insights import FLAGS, SORTS, Drill
+from rrm_ui.services import annotation, review
 from rrm_ui.services.live import LiveJudgment
 from rrm_ui.services.runtime import ModelUnavailable
 from rrm_ui.ui import controls, render, render_item
@@ -62,12 +63,27 @@ def drill_from_form(
 
 
 def explore(ctx: AppContext, request: RequestLike | None, drill: Drill) -> ExplorerView:
-    ctx.user(request)
+    user = ctx.user(request)
+    try:  # blind to each other (docs/review.md): no filtering by another annotator's labels
+        if not user.can_review:
+            review.check_blind_filters(ctx.repo, user.name, drill.dataset, ctx.overlap, annotator=drill.annotator,
+                                       flags=tuple(drill.flags), reference=drill.reference)  # fmt: skip
+    except PermissionError as exc:
+        raise gr.Error(str(exc)) from exc
     rows, total = ctx.insights.explore(drill)
+    blind = {} if user.can_review else review.blind_scope(ctx.repo, user.name, ctx.overlap)
+    if blind and "humans" in rows:  # others' labels hidden until the item is adjudicated
+        hidden = [ds in blind and it not in blind[ds] for ds, it in zip(rows["dataset"], rows["item_id"], strict=True)]
+        rows = rows.assign(humans=rows["humans"].where(~pd.Series(hidden, index=rows.index), "(blind)"))
     table = rows.reindex(columns=list(COLUMNS)).rename(columns=COLUMNS)
+    # the item as every tab names it (data set / the data set's own id), never the database's number
+    pairs = zip(rows.get("dataset", ()), rows.get("ext_id", ()), strict=True)
+    table["item"] = [annotation.item_ref(str(ds), str(ext)) for ds, ext in pairs]
     both_orders = rows["position_consistent"].notna() if "position_consistent" in rows else False
     table["flips"] = table["flips"].map({True: "yes", False: "no"}).where(both_orders, "")
     table["latency (s)"] = table["latency (s)"].round(1)
+    for count in ("truncated", "reasoning tokens"):  # whole numbers (a missing one made the column float)
+        table[count] = ["" if pd.isna(v) else str(int(v)) for v in table[count]]
     table = table.fillna("")
     shown = f"showing the first {len(rows):,}" if len(rows) < total else "showing all"
     summary = (f"**{total:,} rows** match ({shown}) · filter: {render.text_inline(drill.describe())}. "
@@ -75,14 +91,36 @@ def explore(ctx: AppContext, request: RequestLike | None, drill: Drill) -> Explo
     return ExplorerView(table, summary)
 
 
+def find_ref(ctx: AppContext, request: RequestLike | None, ref: str) -> int:
+    """The database id of the item a reference names (``DATA SET / ITEM ID``, as the tabs show it: a
+    table row's first column, the Annotate tab's heading); ValueError saying what is missing."""
+    ctx.user(request)
+    return annotation.find_item(ctx.repo, ref)[1].db_id
+
+
+def open_ref(ctx: AppContext, request: RequestLike | None, ref: str) -> tuple[int | None, str, str]:
+    """The item box: (the item's database id, its view, its runs) for a reference; a warning when it names
+    nothing."""
+    if not (ref or "").strip():
+        return None, "", ""
+    try:
+        item_db_id = find_ref(ctx, request, ref)
+    except ValueError as exc:
+        return None, render.banner("warning", "Item not found", str(exc)), ""
+    return (item_db_id, *open_item(ctx, request, item_db_id))
+
+
 def open_item(ctx: AppContext, request: RequestLike | None, item_db_id: int | None) -> tuple[str, str]:
     """(the item with its labels, every run's decision and traces) as HTML."""
-    ctx.user(request)
+    user = ctx.user(request)
     if item_db_id is None:
         return "", ""
     detail = ctx.insights.item(int(item_db_id))
     if detail is None:
         return render.banner("warning", "Item not found", f"No item with id {int(item_db_id)}."), ""
+    if not user.can_review and not detail.labels.empty:  # blind to each other: own labels, adjudicated pairs
+        ds = ctx.repo.dataset(detail.dataset)
+        detail = replace(detail, labels=review.visible_labels(ctx.repo, detail.labels, user.name, ds.id, ctx.overlap))
     return render_item.item_view(detail), render_item.runs_view(detail)
 
 
@@ -93,8 +131,11 @@ def rejudge(
     votes: float,
     budget: float,
     swap: bool,
+    run: str | None = None,
+    judge: str | None = None,
 ) -> Iterator[judge_tab.JudgeView]:
-    """Judge a stored item again with the given compute; the result is a new run of its data set."""
+    """Judge a stored item again with the given compute; the result goes to a re-judge run of its own,
+    tied to ``run`` (the run of the selected row, which it re-examines), never into that run."""
     user = ctx.user(request)
     if item_db_id is None:
         raise gr.Error("select a row first")
@@ -102,10 +143,12 @@ def rejudge(
     if detail is None:
         raise gr.Error(f"no item with id {int(item_db_id)}")
     try:
-        compute = Compute(votes=int(votes), swap=bool(swap))
+        compute = Compute(votes=controls.check_votes(votes), swap=bool(swap))
+        budget = controls.check_budget(budget, ctx.runtime.settings)
         live = LiveJudgment(ctx.runtime, detail.item, compute=compute, sampling=ctx.runtime.sampling(max_tokens=int(
-            budget)), annotator=user.name, stored_item=(detail.dataset, detail.item_db_id))  # fmt: skip
-    except ModelUnavailable as exc:
+            budget)), annotator=user.name, stored_item=(detail.dataset, detail.item_db_id),
+            parent_run=run or None, judge=judge or None)  # fmt: skip
+    except (ModelUnavailable, ValueError) as exc:
         raise gr.Error(str(exc)) from exc
     ctx.set_live(request, live, slot=SLOT)
     while True:
@@ -151,26 +194,32 @@ def render_tab(ctx: AppContext) -> ExplorerTab:
         text = gr.Textbox(label="Search query, responses and reasoning", elem_id="exp-search", scale=4)
         search = gr.Button("Search", elem_id="exp-go", scale=0)
         clear = gr.Button("Clear filters", elem_id="exp-clear", scale=0)
+    with gr.Row():
+        ref_box = gr.Textbox(label="Open an item (data set / item id, as every tab names it)", scale=4,
+                             placeholder="e.g. llmbar / row-3", elem_id="exp-item-id")  # fmt: skip
+        ref_go = gr.Button("Open", elem_id="exp-item-open", scale=0)
     summary = gr.Markdown(elem_id="exp-summary")
     table = gr.Dataframe(interactive=False, wrap=False, max_height=420, elem_id="exp-table")
     selected = gr.State(None)
+    selected_run = gr.State(None)  # the run of the selected row: what "Judge again" re-examines
     with gr.Row():
         with gr.Column(scale=3):
             item_html = gr.HTML(elem_id="exp-item")
-            runs_html = gr.HTML(elem_id="exp-runs")
         with gr.Column(scale=2):
-            gr.Markdown("**Judge again** with more compute: the new traces stream here, beside the stored ones, "
-                        "and are stored as a new run of this data set.")  # fmt: skip
+            gr.Markdown("**Judge again** with more compute: the new traces stream here (the stored ones are below) "
+                        "and are stored in a re-judge run of the selected row's run (never in that run).")  # fmt: skip
             with gr.Row():
-                votes = gr.Slider(1, 8, value=4, step=1, label="Votes per order", elem_id="exp-votes")
+                votes = controls.votes_input("exp-votes", value=4)
                 swap = gr.Checkbox(value=True, label="Both presentation orders", elem_id="exp-swap")
-            budget = controls.budget_slider(ctx.runtime.settings, "exp-budget")
+            budget = controls.budget_input(ctx.runtime.settings, "exp-budget")
+            judge_format = controls.judge_menu(ctx.runtime.settings, "exp-judge")
             with gr.Row():
                 again = gr.Button("Judge again", variant="primary", elem_id="exp-rejudge")
                 halt = gr.Button("Stop", variant="stop", elem_id="exp-stop")
             live_status = gr.Markdown(elem_id="exp-live-status")
             live_panels = gr.HTML(elem_id="exp-live-panels")
             live_card = gr.HTML(elem_id="exp-live-card")
+    runs_html = gr.HTML(elem_id="exp-runs")  # the stored runs and traces, the page's full width
 
     filters = [dataset, run, subset, annotator, flags, text, sort]
 
@@ -193,14 +242,24 @@ def render_tab(ctx: AppContext) -> ExplorerTab:
 
     def select_fn(evt: gr.SelectData, request: gr.Request):  # noqa: ANN202
         row = evt.row_value or []
-        item_id = int(row[0]) if row and str(row[0]).strip() else None
+        item_id = find_ref(ctx, request, str(row[0])) if row and str(row[0]).strip() else None
+        run_at = list(COLUMNS.values()).index("run")
+        run_name = str(row[run_at]).strip() if len(row) > run_at and str(row[run_at]).strip() else None
         item, runs = open_item(ctx, request, item_id)
-        return item_id, item, runs, "", "", ""
+        return item_id, run_name, item, runs, "", "", "", str(row[0]) if row else ""
 
-    table.select(select_fn, None, [selected, item_html, runs_html, live_status, live_panels, live_card])
+    opened = [selected, selected_run, item_html, runs_html, live_status, live_panels, live_card, ref_box]
+    table.select(select_fn, None, opened)
 
-    def again_fn(item_id, v, b, sw, request: gr.Request):  # noqa: ANN001, ANN202
-        for jv in rejudge(ctx, request, item_id, v, b, sw):
+    def ref_fn(ref, request: gr.Request):  # noqa: ANN001, ANN202
+        item_id, item, runs = open_ref(ctx, request, ref)
+        return item_id, None, item, runs, "", "", ""  # no row chosen: "Judge again" ties to no run
+
+    for trigger in (ref_box.submit, ref_go.click):
+        trigger(ref_fn, ref_box, opened[:-1])
+
+    def again_fn(item_id, v, b, sw, rn, jf, request: gr.Request):  # noqa: ANN001, ANN202
+        for jv in rejudge(ctx, request, item_id, v, b, sw, rn, jf):
             yield jv.status, jv.panels, jv.card
 
     def refresh_item(item_id, request: gr.Request):  # noqa: ANN001, ANN202
@@ -211,7 +270,7 @@ def render_tab(ctx: AppContext) -> ExplorerTab:
 
     ev = again.click(
         again_fn,
-        [selected, votes, budget, swap],
+        [selected, votes, budget, swap, selected_run, judge_format],
         [live_status, live_panels, live_card],
         concurrency_limit=ctx.runtime.ui_concurrency,
         concurrency_id="model",
