@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rrm_ui.engine.tournament import Match, Ratings, _pick_bye, rate
+from rrm_ui.engine.tournament import Bracket, Match, Ratings, rate
 
 #: what ``decide`` returns for a pair nobody decided
 PENDING = "pending"
@@ -59,44 +59,28 @@ def replay_knockout(order: Sequence[int], decide: Callable[[int, int], tuple[int
     """Play the bracket again from ``order``; ``decide(a, b)`` gives (winner, source): the winner's index,
     None for a match without a winner (the first listed advances, as in the knockout), or
     :data:`PENDING`."""
-    entry_pos = {c: p for p, c in enumerate(order)}
-    entrants = list(order)
+    bracket = Bracket(order)
     rounds: list[tuple[ReplayedMatch, ...]] = []
-    eliminated_in: dict[int, int] = {}
-    had_bye: set[int] = set()
-    round_no = 0
-    while len(entrants) > 1:
-        round_no += 1
-        bye = _pick_bye(entrants, had_bye) if len(entrants) % 2 else None
-        playing = [c for c in entrants if c != bye]
-        pairs = [(playing[k], playing[k + 1]) for k in range(0, len(playing), 2)]
-        slots: list[tuple[int, ReplayedMatch]] = []
-        pending = []
-        for a, b in pairs:
+    while not bracket.done:
+        played: list[tuple[int, int, int | None]] = []
+        pending: list[tuple[int, int]] = []
+        sources: dict[int, str] = {}  # by the first-listed entrant, one match each per round
+        for a, b in bracket.pairs():
             winner, source = decide(a, b)
             if winner == PENDING:
                 pending.append((a, b))
                 continue
-            if winner is None:
-                match = Match(round_no, a, b, None, "bracket_order", advanced=a)
-            else:
-                match = Match(round_no, a, b, int(winner))
-            eliminated_in[b if match.advanced == a else a] = round_no
-            slots.append((entrants.index(a), ReplayedMatch(match, source)))
-        if bye is not None:
-            had_bye.add(bye)
-            slots.append((entrants.index(bye), ReplayedMatch(Match(round_no, bye, None, bye), "bye")))
-        slots.sort(key=lambda slot: slot[0])
-        if slots:
-            rounds.append(tuple(m for _, m in slots))
+            played.append((a, b, None if winner is None else int(winner)))
+            sources[a] = source
+        matches = bracket.matches(played)
+        if matches:
+            rounds.append(tuple(ReplayedMatch(m, "bye" if m.j is None else sources[m.i]) for m in matches))
         if pending:
             return Replay(tuple(rounds), tuple(pending), None, None, ())
-        entrants = [m.match.advanced for _, m in slots]
-    champion = entrants[0] if entrants else None
-    losers = sorted(eliminated_in, key=lambda c: (-eliminated_in[c], entry_pos[c]))
-    decided = all(not m.match.advanced_by_tiebreak for rnd in rounds for m in rnd)
-    ranking = () if champion is None else (champion, *losers)
-    return Replay(tuple(rounds), (), champion, champion if decided else None, ranking)
+        bracket.advance(matches)
+    champion = bracket.entrants[0] if bracket.entrants else None
+    ranking = () if champion is None else bracket.ranking(champion)
+    return Replay(tuple(rounds), (), champion, champion if bracket.decided else None, ranking)
 
 
 Pair = tuple[int, int]

@@ -182,49 +182,85 @@ async def knockout(n: int, compare: Compare, *, seed: int | None = 0) -> Knockou
     order = list(range(n))
     if seed is not None:
         random.Random(seed).shuffle(order)
-    entry_order = tuple(order)
-    entry_pos = {c: p for p, c in enumerate(entry_order)}
-
-    rounds: list[tuple[Match, ...]] = []
+    bracket = Bracket(order)
     outcomes: list[PairOutcome] = []
-    eliminated_in: dict[int, int] = {}  # candidate -> round it lost in
-    had_bye: set[int] = set()
-    entrants = order
-    round_no = 0
-    while len(entrants) > 1:
-        round_no += 1
-        bye = _pick_bye(entrants, had_bye) if len(entrants) % 2 else None
-        playing = [c for c in entrants if c != bye]
-        pairs = [(playing[k], playing[k + 1]) for k in range(0, len(playing), 2)]
+    while not bracket.done:
+        pairs = bracket.pairs()
         played = await asyncio.gather(*(_checked_compare(compare, a, b) for a, b in pairs))
         outcomes.extend(played)
+        bracket.advance(bracket.matches([(a, b, o.winner) for (a, b), o in zip(pairs, played, strict=True)]))
 
-        slots: list[tuple[int, Match]] = []  # (position of first-listed entrant, match)
-        for (a, b), outcome in zip(pairs, played, strict=False):
-            if outcome.winner is None:
-                match = Match(round_no, a, b, None, "bracket_order", advanced=a)
-            else:
-                match = Match(round_no, a, b, outcome.winner)
-            eliminated_in[b if match.advanced == a else a] = round_no
-            slots.append((entrants.index(a), match))
-        if bye is not None:
-            had_bye.add(bye)
-            slots.append((entrants.index(bye), Match(round_no, bye, None, bye)))
-        slots.sort(key=lambda slot: slot[0])
-        rounds.append(tuple(m for _, m in slots))
-        entrants = [m.advanced for _, m in slots]
-
-    champion = entrants[0]
-    losers = sorted(eliminated_in, key=lambda c: (-eliminated_in[c], entry_pos[c]))
-    decided = all(not m.advanced_by_tiebreak for rnd in rounds for m in rnd)
+    champion = bracket.entrants[0]
     return KnockoutResult(
-        winner=champion if decided else None,
+        winner=champion if bracket.decided else None,
         champion=champion,
-        ranking=(champion, *losers),
-        rounds=tuple(rounds),
+        ranking=bracket.ranking(champion),
+        rounds=tuple(bracket.rounds),
         outcomes=tuple(outcomes),
-        entry_order=entry_order,
+        entry_order=tuple(order),
     )
+
+
+class Bracket:
+    """A knockout bracket between rounds: the pairing rules of :func:`knockout`, shared with the replay
+    of a bracket after human overturns (:func:`rrm_ui.engine.replay.replay_knockout`).
+
+    Per round: :meth:`pairs` starts it (the pairs in order, the bye aside), :meth:`matches` turns the
+    winners of the played pairs into the round's slots in order, :meth:`advance` closes it.
+    """
+
+    def __init__(self, order: Sequence[int]) -> None:
+        self.entry_pos = {c: p for p, c in enumerate(order)}
+        self.entrants = list(order)
+        self.rounds: list[tuple[Match, ...]] = []
+        self.eliminated_in: dict[int, int] = {}  # candidate -> round it lost in
+        self.had_bye: set[int] = set()
+        self.round_no = 0
+        self.bye: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return len(self.entrants) <= 1
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """Start the next round: the entrants paired in order, with an odd count one sitting out
+        (:func:`_pick_bye`)."""
+        self.round_no += 1
+        self.bye = _pick_bye(self.entrants, self.had_bye) if len(self.entrants) % 2 else None
+        playing = [c for c in self.entrants if c != self.bye]
+        return [(playing[k], playing[k + 1]) for k in range(0, len(playing), 2)]
+
+    def matches(self, played: Sequence[tuple[int, int, int | None]]) -> tuple[Match, ...]:
+        """The round's slots from ``(a, b, winner)`` of the pairs played (a pair without a winner: the
+        first listed advances by bracket order) and its bye, each at the position of its first-listed
+        entrant."""
+        slots: list[tuple[int, Match]] = []
+        for a, b, winner in played:
+            if winner is None:
+                match = Match(self.round_no, a, b, None, "bracket_order", advanced=a)
+            else:
+                match = Match(self.round_no, a, b, winner)
+            self.eliminated_in[b if match.advanced == a else a] = self.round_no
+            slots.append((self.entrants.index(a), match))
+        if self.bye is not None:
+            self.had_bye.add(self.bye)
+            slots.append((self.entrants.index(self.bye), Match(self.round_no, self.bye, None, self.bye)))
+        slots.sort(key=lambda slot: slot[0])
+        return tuple(m for _, m in slots)
+
+    def advance(self, matches: tuple[Match, ...]) -> None:
+        """Close the round: its slots' entrants go on, in slot order."""
+        self.rounds.append(matches)
+        self.entrants = [m.advanced for m in matches]
+
+    @property
+    def decided(self) -> bool:
+        return all(not m.advanced_by_tiebreak for rnd in self.rounds for m in rnd)
+
+    def ranking(self, champion: int) -> tuple[int, ...]:
+        """The champion, then the others by the round they lost in (later first), ties by entry order."""
+        losers = sorted(self.eliminated_in, key=lambda c: (-self.eliminated_in[c], self.entry_pos[c]))
+        return (champion, *losers)
 
 
 # ------------------------------------------------------------------------ ratings
