@@ -172,16 +172,7 @@ class LoginGate:
                             seen["token"] = token.strip()
             await send(message)
 
-        sent = False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, watch)
+        await self.app(scope, _replaying(body, receive), watch)
         if seen.get("status") == 200 and seen.get("token"):
             self.epochs[seen["token"]] = epoch if epoch is not None else -1  # -1: no epoch known, refused
             if len(self.epochs) > self.MAX_SESSIONS:
@@ -244,7 +235,14 @@ async def _read_body(receive: Any) -> tuple[bytes, Any]:
             return b"", receive
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
-    body, sent = b"".join(chunks), False
+    body = b"".join(chunks)
+    return body, _replaying(body, receive)
+
+
+def _replaying(body: bytes, receive: Any) -> Any:
+    """A ``receive`` that hands the app ``body`` (already read) as the whole request, then whatever
+    ``receive`` brings next (a disconnect)."""
+    sent = False
 
     async def replay() -> dict:
         nonlocal sent
@@ -253,7 +251,7 @@ async def _read_body(receive: Any) -> tuple[bytes, Any]:
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return body, replay
+    return replay
 
 
 __all__ = ["LoginGate"]
