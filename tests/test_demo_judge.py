@@ -229,9 +229,14 @@ def test_votes_flips_and_truncation_follow_the_distribution(
     cut = [(i, j) for i, j in judgments if j.status is Status.TRUNCATED]
     assert ok and cut
     for _, j in ok:
-        assert j.finish_reason == "stop" and j.completion_tokens <= short
+        assert j.finish_reason == "stop" and j.completion_tokens < budget
         assert j.answer.strip() in {"\\boxed{Assistant 1}", "\\boxed{Assistant 2}"}
         assert j.verdict is (Verdict.A if j.answer.strip().endswith("1}") else Verdict.B)
+    # the judgments that fit are the short reasoning; at T a sample now and then leaves the trained
+    # trace for a token or two and still closes in budget (seen once, on transformers: 31 tokens against
+    # 28), so this is a share, not every one
+    on_trace = sum(j.completion_tokens <= short for _, j in ok)
+    assert on_trace >= 0.9 * len(ok), (on_trace, len(ok), sorted(j.completion_tokens for _, j in ok))
     for _, j in cut:
         assert j.finish_reason == "length" and j.completion_tokens == budget and j.verdict is None
     long_text = cut[0][1].reasoning
